@@ -1,0 +1,34 @@
+# The README's two commands: `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test test-fast clean
+
+# torch comes first with plain pip: `torch==2.13.0` is the CPU build (a resolver that sees
+# torch among other pins may pull a multi-GB CUDA build). uv then installs the rest with
+# requirements/overrides.txt, which replaces finn-plus' brevitas==0.13.0 pin by 0.13.4
+# (0.13.0 crashes on torch 2.13 and conflicts with it on setuptools).
+$(STAMP): pyproject.toml requirements/overrides.txt requirements/constraints.txt
+	@start=$$(date +%s); \
+	test -x $(PY) || $(PYTHON) -m venv $(VENV); \
+	$(PY) -m pip install --quiet --disable-pip-version-check torch==2.13.0 uv==$$(cat requirements/uv-version.txt) && \
+	$(VENV)/bin/uv pip install --quiet --python $(PY) --override requirements/overrides.txt \
+		--constraint requirements/constraints.txt -e ".[test]" && \
+	$(PY) -m a2qflow.environment && \
+	echo "install took $$(( $$(date +%s) - start )) s" && touch $@
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/a2qflow demo --out runs/demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q -ra
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -ra -m "not slow"
+
+clean:
+	rm -rf $(VENV) runs build

@@ -1,0 +1,1 @@
+"""Networks, quantization recipes, datasets, training, EP-init and QONNX export."""
