@@ -1,0 +1,216 @@
+"""Training: float pre-training (or a float checkpoint) -> EP-init -> QAT, seeded.
+
+Writes into its output folder: `float.pt` (the float twin), `checkpoint.pt` (the quantized
+model with everything needed to rebuild it) and `train.json` (config, metrics, timings).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+from brevitas.graph.calibrate import calibration_mode
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .data import Dataset, load_dataset
+from .ep_init import apply_ep_init
+from .nets import NETWORKS
+from .recipes import Recipe, weight_layers
+
+
+@dataclass
+class TrainConfig:
+    model: str = "tfc"
+    dataset: str = "digits"
+    data_dir: str | None = None
+    recipe: Recipe = field(default_factory=Recipe)
+    model_kwargs: dict = field(default_factory=dict)
+    float_epochs: int = 20
+    qat_epochs: int = 20
+    batch_size: int = 64
+    lr: float = 2e-3
+    qat_lr: float = 1e-3
+    seed: int = 0
+    ep_init: bool = True
+    float_checkpoint: str | None = None
+    limit: int | None = None
+    device: str | None = None      # default: cuda when present, else cpu
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["recipe"] = self.recipe.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        return cls(**{**d, "recipe": Recipe.from_dict(d["recipe"])})
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def dataset_info(ds: Dataset) -> dict:
+    """What a checkpoint needs to rebuild the network without loading the data."""
+    return {"name": ds.name, "task": ds.task, "input_shape": list(ds.input_shape),
+            "num_classes": ds.num_classes, "input_signed": ds.input_signed, "upscale": ds.upscale}
+
+
+def build_model(model: str, recipe: Recipe, info: dict, **kwargs) -> nn.Module:
+    if model not in NETWORKS:
+        raise ValueError(f"unknown model {model!r}; valid: {', '.join(NETWORKS)}")
+    shape = tuple(info["input_shape"])
+    if model == "espcn":
+        if info["task"] != "superres":
+            raise ValueError(f"espcn is a super-resolution net; dataset {info['name']!r} is {info['task']}")
+        return NETWORKS[model](recipe, shape, upscale=info["upscale"], input_signed=info["input_signed"], **kwargs)
+    if info["task"] != "classification":
+        raise ValueError(f"{model} is a classifier; dataset {info['name']!r} is {info['task']}")
+    if model != "tfc" and len(shape) != 3:
+        raise ValueError(f"{model} needs image inputs (C,H,W); dataset {info['name']!r} gives {shape}")
+    return NETWORKS[model](recipe, shape, info["num_classes"], input_signed=info["input_signed"], **kwargs)
+
+
+def _output(y):
+    return y.value if hasattr(y, "value") and not isinstance(y, torch.Tensor) else y
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    model.eval()
+    device = next(model.parameters()).device
+    return torch.cat([_output(model(x[i:i + batch_size].to(device))).cpu() for i in range(0, len(x), batch_size)])
+
+
+def evaluate(model: nn.Module, ds: Dataset) -> dict:
+    """Accuracy (%) for classifiers, PSNR (dB) for super-resolution, on the held-out split."""
+    out = predict(model, ds.x_test)
+    if ds.task == "superres":
+        mse = torch.mean((out.clamp(0, 1) - ds.y_test) ** 2).item()
+        return {"psnr_db": 10 * math.log10(1.0 / max(mse, 1e-12))}
+    return {"accuracy": 100.0 * (out.argmax(1) == ds.y_test).float().mean().item()}
+
+
+def fit(model: nn.Module, ds: Dataset, epochs: int, lr: float, batch_size: int, seed: int,
+        progress: Progress, desc: str) -> list[float]:
+    device = next(model.parameters()).device
+    loss_fn = nn.MSELoss() if ds.task == "superres" else nn.CrossEntropyLoss()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(epochs, 1))
+    gen = torch.Generator().manual_seed(seed)
+    task = progress.add_task(desc, total=epochs, metric="")
+    losses = []
+    for _ in range(epochs):
+        model.train()
+        order = torch.randperm(len(ds.x_train), generator=gen)
+        total = 0.0
+        for i in range(0, len(order), batch_size):
+            idx = order[i:i + batch_size]
+            opt.zero_grad()
+            loss = loss_fn(_output(model(ds.x_train[idx].to(device))), ds.y_train[idx].to(device))
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        sched.step()
+        losses.append(total / len(order))
+        progress.update(task, advance=1, metric=f"loss {losses[-1]:.4f}")
+    return losses
+
+
+def load_float_weights(qmodel: nn.Module, float_state: dict) -> None:
+    """Load a float twin's weights into the quantized net and re-derive the quantizers'
+    scales from them (brevitas initialises scales when a weight Parameter is assigned)."""
+    missing, unexpected = qmodel.load_state_dict(float_state, strict=False)
+    if unexpected:
+        raise ValueError(f"float checkpoint has tensors the network lacks: {unexpected[:5]}")
+    not_quant = [k for k in missing if "quant" not in k]
+    if not_quant:
+        raise ValueError(f"float checkpoint lacks tensors of the network: {not_quant[:5]}")
+    for _, layer in weight_layers(qmodel):
+        layer.weight = nn.Parameter(layer.weight.detach().clone())
+
+
+@torch.no_grad()
+def calibrate_activations(model: nn.Module, x: torch.Tensor, batch_size: int = 256, batches: int = 4) -> None:
+    """Set activation scales from float statistics before QAT, so that training (and the
+    after-init accuracy) starts from sensible ranges rather than the quantizers' defaults."""
+    device = next(model.parameters()).device
+    with calibration_mode(model):
+        for i in range(0, min(len(x), batch_size * batches), batch_size):
+            model(x[i:i + batch_size].to(device))
+    model.eval()
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                    TextColumn("{task.fields[metric]}"), TimeElapsedColumn())
+
+
+def train(cfg: TrainConfig, out_dir: str | Path, ds: Dataset | None = None) -> dict:
+    """Run the whole training recipe; returns the metrics written to train.json."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    ds = ds or load_dataset(cfg.dataset, cfg.data_dir, limit=cfg.limit)
+    info = dataset_info(ds)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    with _progress() as progress:
+        seed_everything(cfg.seed)
+        fmodel = build_model(cfg.model, cfg.recipe.as_float(), info, **cfg.model_kwargs).to(device)
+        if cfg.float_checkpoint:
+            fmodel.load_state_dict(torch.load(cfg.float_checkpoint, map_location=device, weights_only=True))
+        else:
+            fit(fmodel, ds, cfg.float_epochs, cfg.lr, cfg.batch_size, cfg.seed, progress, "float pre-training")
+            torch.save(fmodel.state_dict(), out / "float.pt")
+        float_metrics = evaluate(fmodel, ds)
+        timings["float_s"] = time.perf_counter() - t0
+
+        seed_everything(cfg.seed)
+        qmodel = build_model(cfg.model, cfg.recipe, info, **cfg.model_kwargs).to(device)
+        load_float_weights(qmodel, fmodel.state_dict())
+        moved = apply_ep_init(qmodel) if cfg.ep_init else {}
+        calibrate_activations(qmodel, ds.x_train)
+        init_metrics = evaluate(qmodel, ds)
+        t1 = time.perf_counter()
+        fit(qmodel, ds, cfg.qat_epochs, cfg.qat_lr, cfg.batch_size, cfg.seed + 1, progress,
+            f"QAT {cfg.recipe.method} P={cfg.recipe.acc_bits}")
+        timings["qat_s"] = time.perf_counter() - t1
+    metrics = {"float": float_metrics, "after_init": init_metrics, "quant": evaluate(qmodel, ds),
+               "ep_init_channels_moved": moved}
+    save_checkpoint(out / "checkpoint.pt", qmodel.cpu(), cfg, info, metrics)
+    result = {"config": cfg.to_dict(), "dataset": info, "metrics": metrics, "timings": timings,
+              "device": str(device)}
+    (out / "train.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def save_checkpoint(path: Path, model: nn.Module, cfg: TrainConfig, info: dict, metrics: dict) -> None:
+    torch.save({"format": "a2qflow-checkpoint-1", "config": cfg.to_dict(), "dataset": info,
+                "metrics": metrics, "state_dict": model.state_dict()}, path)
+
+
+def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
+    """Rebuild the quantized network saved by `train`; returns (model in eval mode, checkpoint)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # torch raises several types for a corrupt file
+        raise ValueError(f"checkpoint {path} cannot be read: {err}") from err
+    if not isinstance(ckpt, dict) or ckpt.get("format") != "a2qflow-checkpoint-1":
+        raise ValueError(f"{path} is not an a2qflow checkpoint (missing format field)")
+    cfg = TrainConfig.from_dict(ckpt["config"])
+    model = build_model(cfg.model, cfg.recipe, ckpt["dataset"], **cfg.model_kwargs)
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval(), ckpt

@@ -1,0 +1,47 @@
+"""Shared fixtures: small trained models, so export and certificate tests see real weights."""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+warnings.filterwarnings("ignore", message=".*fast_hadamard_transform.*")
+
+
+@pytest.fixture(scope="session")
+def digits():
+    from a2qflow.models.data import load_dataset
+
+    return load_dataset("digits")
+
+
+def quick_train(model: str, method: str, ds, tmp_path_factory, acc_bits: int = 12, **recipe_kw):
+    """A few epochs of the real recipe: float -> EP-init -> QAT."""
+    from a2qflow.models.recipes import Recipe
+    from a2qflow.models.train import TrainConfig, train
+
+    cfg = TrainConfig(model=model, dataset=ds.name, recipe=Recipe(method=method, acc_bits=acc_bits, input_bits=4,
+                                                                  **recipe_kw),
+                      float_epochs=2, qat_epochs=1, batch_size=128)
+    out = tmp_path_factory.mktemp(f"{model}-{method.replace('+', 'plus')}")
+    train(cfg, out, ds)
+    return out / "checkpoint.pt"
+
+
+@pytest.fixture(scope="session")
+def tfc_a2qplus(digits, tmp_path_factory):
+    return quick_train("tfc", "a2q+", digits, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def tfc_a2qplus_onnx(tfc_a2qplus, tmp_path_factory):
+    from a2qflow.models.export import export_checkpoint
+
+    path, _, _ = export_checkpoint(tfc_a2qplus, tmp_path_factory.mktemp("onnx") / "tfc.onnx", samples=64)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
