@@ -1,0 +1,167 @@
+"""QONNX export that keeps the accumulator guarantee.
+
+brevitas' `export_qonnx` (0.13.x) writes the raw float weight, not the quantized one, into
+the weight Quant node of A2Q/A2Q+ layers: the exported graph computes something else and
+its integers break the bound. Here every weight initializer is replaced by the weight
+brevitas actually computes (`quant_weight().value`), each layer's recipe, P, input bits and
+signedness and weight bits are recorded in the graph (`a2qflow.layers` metadata), parity
+with the brevitas model is proven on real samples, and the accumulator certificate is
+checked. Only a graph that passes all three is written under its final name.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+from brevitas.export import export_qonnx
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.core.onnx_exec import execute_onnx
+from qonnx.transformation.infer_shapes import InferShapes
+
+from a2qflow import __version__
+from a2qflow.build_flows import certificate
+
+from .recipes import weight_layers
+from .train import predict
+
+
+class ExportError(RuntimeError):
+    """The exported graph does not compute what the brevitas model computes."""
+
+
+@dataclass
+class ParityReport:
+    samples: int
+    max_abs_error: float
+    tolerance: float
+    argmax_agreement: float | None   # fraction, classification only
+
+    @property
+    def passed(self) -> bool:
+        return self.max_abs_error <= self.tolerance and self.argmax_agreement in (None, 1.0)
+
+
+def _record_inputs(model: nn.Module, sample: torch.Tensor) -> dict[str, tuple[int, bool]]:
+    """Run the model once, with the A2Q quantizers caching their input, and return the
+    bit width and signedness every weight layer really sees."""
+    seen: dict[str, tuple[int, bool]] = {}
+    hooks = []
+    for name, layer in weight_layers(model):
+        if hasattr(layer.weight_quant, "cache_inference_quant_act"):
+            layer.weight_quant.cache_inference_quant_act = True
+
+        def hook(mod, args, name=name):
+            x = args[0]
+            if hasattr(x, "bit_width") and x.bit_width is not None:
+                seen[name] = (int(x.bit_width), bool(x.signed))
+        hooks.append(layer.register_forward_pre_hook(hook))
+    model.eval()
+    with torch.no_grad():
+        model(sample)
+    for h in hooks:
+        h.remove()
+    return seen
+
+
+def quantized_weights(layer: nn.Module) -> tuple[np.ndarray, np.ndarray]:
+    """(float value, integer) of the weight brevitas computes for a layer."""
+    qw = layer.quant_weight()
+    return qw.value.detach().cpu().numpy().astype(np.float32), qw.int().detach().cpu().numpy().astype(np.int64)
+
+
+def layer_records(model: nn.Module, sample: torch.Tensor) -> list[dict]:
+    seen = _record_inputs(model, sample)
+    records = []
+    for name, layer in weight_layers(model):
+        spec = layer.a2qflow_spec
+        if name not in seen:
+            raise ExportError(f"layer {name}: its input is not a quantized tensor; FINN cannot build it")
+        if seen[name] != (spec.input_bits, spec.input_signed):
+            raise ExportError(f"layer {name}: sees {seen[name]} inputs (bits, signed) but its recipe assumed "
+                              f"{(spec.input_bits, spec.input_signed)}")
+        records.append({**spec.to_dict(), "onnx_weight": f"{name}.weight",
+                        "weight_shape": list(layer.weight.shape)})
+    return records
+
+
+def _fix_weights(onnx_model: ModelWrapper, model: nn.Module, records: list[dict]) -> None:
+    layers = dict(weight_layers(model))
+    for rec in records:
+        tensor = rec["onnx_weight"]
+        if onnx_model.get_initializer(tensor) is None:
+            raise ExportError(f"layer {rec['name']}: exported graph has no weight initializer {tensor!r}")
+        value, q = quantized_weights(layers[rec["name"]])
+        onnx_model.set_initializer(tensor, value)
+        exported = certificate.integer_weights(onnx_model, tensor, rec["name"])
+        if not np.array_equal(exported, q):
+            bad = np.argwhere(exported != q)[0]
+            raise ExportError(f"layer {rec['name']}: exported integer weight at {tuple(bad)} is "
+                              f"{exported[tuple(bad)]}, brevitas computes {q[tuple(bad)]}")
+
+
+def run_onnx(onnx_model: ModelWrapper, x: np.ndarray) -> np.ndarray:
+    """qonnx execution, one sample at a time (the graph is exported with batch 1)."""
+    iname, oname = onnx_model.graph.input[0].name, onnx_model.graph.output[0].name
+    return np.concatenate([execute_onnx(onnx_model, {iname: x[i:i + 1]})[oname] for i in range(len(x))])
+
+
+def check_parity(onnx_model: ModelWrapper, model: nn.Module, x: torch.Tensor, classification: bool,
+                 rtol: float = 1e-5) -> ParityReport:
+    ref = predict(model, x).numpy()
+    out = run_onnx(onnx_model, x.numpy().astype(np.float32))
+    err = float(np.abs(out - ref).max())
+    tol = rtol * max(1.0, float(np.abs(ref).max()))
+    agree = float((out.argmax(1) == ref.argmax(1)).mean()) if classification else None
+    return ParityReport(len(x), err, tol, agree)
+
+
+def export(model: nn.Module, samples: torch.Tensor, path: str | Path, *, classification: bool = True,
+           extra_metadata: dict | None = None) -> tuple[Path, list[certificate.LayerCert], ParityReport]:
+    """Export, fix weights, record metadata, prove parity on `samples`, certify.
+
+    Writes `path` and `path` with suffix `.certificate.json`. On any failure raises, and
+    the graph is left only as `<path>.rejected.onnx` for inspection."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.cpu().eval()
+    records = layer_records(model, samples[:8])
+    staging = path.with_suffix(".rejected.onnx")
+    export_qonnx(model, args=samples[:1], export_path=str(staging), dynamo=False)
+    onnx_model = ModelWrapper(str(staging)).transform(InferShapes())
+    _fix_weights(onnx_model, model, records)
+    onnx_model.set_metadata_prop(certificate.LAYERS_KEY, json.dumps(records))
+    onnx_model.set_metadata_prop("a2qflow.version", __version__)
+    for key, value in (extra_metadata or {}).items():
+        onnx_model.set_metadata_prop(f"a2qflow.{key}", json.dumps(value))
+    onnx_model.save(str(staging))
+
+    certs = certificate.certify(onnx_model)
+    certificate.write_certificate(certs, path.with_suffix(".certificate.json"))
+    certificate.check(certs)
+    parity = check_parity(onnx_model, model, samples, classification)
+    if not parity.passed:
+        raise ExportError(f"parity failed on {parity.samples} samples: max abs error {parity.max_abs_error:.3g} "
+                          f"(tolerance {parity.tolerance:.3g}), argmax agreement {parity.argmax_agreement}; "
+                          f"graph kept as {staging}")
+    os.replace(staging, path)
+    return path, certs, parity
+
+
+def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, samples: int = 200
+                      ) -> tuple[Path, list[certificate.LayerCert], ParityReport]:
+    """Export a checkpoint written by `train`, proving parity on its dataset's test split."""
+    from .data import load_dataset
+    from .train import load_checkpoint
+
+    model, ckpt = load_checkpoint(checkpoint)
+    cfg, info = ckpt["config"], ckpt["dataset"]
+    ds = load_dataset(cfg["dataset"], cfg["data_dir"], limit=cfg["limit"])
+    out = Path(out) if out else Path(checkpoint).with_name("model.onnx")
+    meta = {"model": cfg["model"], "dataset": info, "recipe": cfg["recipe"], "metrics": ckpt["metrics"]}
+    return export(model, ds.x_test[:samples], out, classification=info["task"] == "classification",
+                  extra_metadata=meta)
