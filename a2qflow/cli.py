@@ -1,0 +1,164 @@
+"""The `a2qflow` command line."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+
+def _parse_layer_bits(items: tuple[str, ...]) -> dict[str, int]:
+    out = {}
+    for item in items:
+        name, sep, bits = item.partition("=")
+        if not sep or not bits.isdigit():
+            raise click.BadParameter(f"{item!r}: expected LAYER=BITS, e.g. fc.0=16", param_hint="--layer-acc-bits")
+        out[name] = int(bits)
+    return out
+
+
+def _table(rows: list[dict], title: str) -> Table:
+    table = Table(title=title)
+    for key in rows[0] if rows else []:
+        table.add_column(key)
+    for row in rows:
+        table.add_row(*("-" if v is None else str(v) for v in row.values()))
+    return table
+
+
+@click.group()
+@click.version_option(package_name="a2qflow")
+def main() -> None:
+    """a2qflow: train with A2Q/A2Q+, export to QONNX with a certified accumulator width P,
+    and build FINN dataflow accelerators sized to that P."""
+
+
+@main.command()
+@click.option("--model", default="tfc", show_default=True, help="tfc | cnv | mobilenet | resnet | espcn")
+@click.option("--dataset", default="digits", show_default=True,
+              help="digits | mnist1d | mnist | cifar10 | bsd300 | photos")
+@click.option("--data-dir", type=click.Path(), default=None, help="folder holding a real dataset (mnist, cifar10, bsd300)")
+@click.option("--recipe", "method", default="a2q+", show_default=True, type=click.Choice(["qat", "a2q", "a2q+"]))
+@click.option("--acc-bits", default=16, show_default=True, help="target accumulator width P for every constrained layer")
+@click.option("--layer-acc-bits", multiple=True, help="per-layer P, LAYER=BITS (repeatable)")
+@click.option("--weight-bits", default=4, show_default=True)
+@click.option("--act-bits", default=4, show_default=True)
+@click.option("--input-bits", default=8, show_default=True)
+@click.option("--depthwise-recipe", default="a2q", show_default=True, type=click.Choice(["qat", "a2q", "a2q+"]),
+              help="recipe of depthwise convs (A2Q+ paper: A2Q does better there)")
+@click.option("--first-layer", default="constrained", show_default=True, type=click.Choice(["constrained", "unconstrained"]))
+@click.option("--last-layer", default="constrained", show_default=True, type=click.Choice(["constrained", "unconstrained"]))
+@click.option("--last-weight-bits", default=8, show_default=True, help="weight bits of an unconstrained last layer")
+@click.option("--width", default=1.0, show_default=True, help="channel width multiplier")
+@click.option("--float-epochs", default=20, show_default=True)
+@click.option("--qat-epochs", default=20, show_default=True)
+@click.option("--float-checkpoint", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="start from this float state_dict instead of float pre-training")
+@click.option("--no-ep-init", is_flag=True, help="skip Euclidean-projection initialisation")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--limit", type=int, default=None, help="cap train/test samples (quick runs)")
+@click.option("--out", type=click.Path(), default="runs/train", show_default=True)
+def train(model, dataset, data_dir, method, acc_bits, layer_acc_bits, weight_bits, act_bits, input_bits,
+          depthwise_recipe, first_layer, last_layer, last_weight_bits, width, float_epochs, qat_epochs,
+          float_checkpoint, no_ep_init, seed, limit, out) -> None:
+    """Float pre-training -> EP-init -> QAT with a quantization recipe."""
+    from a2qflow.models.recipes import Recipe
+    from a2qflow.models.train import TrainConfig, train as run_train
+
+    try:
+        recipe = Recipe(method=method, weight_bits=weight_bits, act_bits=act_bits, input_bits=input_bits,
+                        acc_bits=acc_bits, layer_acc_bits=_parse_layer_bits(layer_acc_bits),
+                        depthwise_method=depthwise_recipe, first_layer=first_layer, last_layer=last_layer,
+                        last_weight_bits=last_weight_bits)
+    except ValueError as err:
+        raise click.UsageError(str(err)) from err
+    cfg = TrainConfig(model=model, dataset=dataset, data_dir=data_dir, recipe=recipe,
+                      model_kwargs={"width": width} if width != 1.0 else {}, float_epochs=float_epochs,
+                      qat_epochs=qat_epochs, seed=seed, ep_init=not no_ep_init,
+                      float_checkpoint=float_checkpoint, limit=limit)
+    result = _fail_clean(lambda: run_train(cfg, out))
+    m = result["metrics"]
+    console.print(f"[bold]{model}/{dataset} {method} P={acc_bits}[/]: float {m['float']} -> after init "
+                  f"{m['after_init']} -> quantized {m['quant']}")
+    console.print(f"checkpoint: {Path(out) / 'checkpoint.pt'}")
+
+
+@main.command()
+@click.option("--checkpoint", type=click.Path(), required=True, help="checkpoint.pt written by `a2qflow train`")
+@click.option("--out", type=click.Path(), default=None, help="ONNX path (default: model.onnx beside the checkpoint)")
+@click.option("--samples", default=200, show_default=True, help="test samples used to prove parity")
+def export(checkpoint, out, samples) -> None:
+    """Export to QONNX with the quantized weights, prove parity, write the certificate."""
+    _export(checkpoint, out, samples)
+
+
+def _export(checkpoint, out, samples):
+    from a2qflow.models.export import export_checkpoint
+
+    path, certs, parity = _fail_clean(lambda: export_checkpoint(checkpoint, out, samples))
+    _print_certificate(certs)
+    console.print(f"parity on {parity.samples} test samples: max abs error {parity.max_abs_error:.2e}"
+                  + (f", argmax agreement {100 * parity.argmax_agreement:.1f}%" if parity.argmax_agreement is not None else ""))
+    console.print(f"wrote {path} and {path.with_suffix('.certificate.json')}")
+    return path
+
+
+@main.command()
+@click.option("--out", type=click.Path(), default="runs/demo", show_default=True)
+@click.option("--acc-bits", default=12, show_default=True)
+def demo(out, acc_bits) -> None:
+    """The embedded default: TFC on the bundled digits, A2Q+ at P bits, trained, exported
+    and certified."""
+    ctx = click.get_current_context()
+    ctx.invoke(train, model="tfc", dataset="digits", method="a2q+", acc_bits=acc_bits, input_bits=4,
+               out=str(Path(out) / "train"))
+    _export(str(Path(out) / "train" / "checkpoint.pt"), str(Path(out) / "model.onnx"), 200)
+
+
+@main.command()
+@click.argument("onnx_file", type=click.Path())
+@click.option("--json-out", type=click.Path(), default=None, help="write the certificate JSON here")
+def certify(onnx_file, json_out) -> None:
+    """Check every recorded layer of an exported graph against its accumulator bound."""
+    from a2qflow.build_flows import certificate
+
+    certs = _fail_clean(lambda: certificate.certify(_load_onnx(onnx_file)))
+    _print_certificate(certs)
+    if json_out:
+        certificate.write_certificate(certs, Path(json_out))
+    _fail_clean(lambda: certificate.check(certs))
+    console.print("[green]certificate: every constrained layer fits its accumulator[/]")
+
+
+def _load_onnx(path: str):
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        return ModelWrapper(path)
+    except Exception as err:  # onnx raises DecodeError and others for corrupt files
+        raise ValueError(f"{path} is not a readable ONNX model: {err}") from err
+
+
+def _print_certificate(certs) -> None:
+    from a2qflow.build_flows.certificate import summary_rows
+
+    console.print(_table(summary_rows(certs), "accumulator certificate"))
+
+
+def _fail_clean(fn):
+    """Run fn; turn expected errors into one clear line and exit code 1."""
+    try:
+        return fn()
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        console.print(f"[red]error:[/] {err}")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
