@@ -120,6 +120,59 @@ def demo(out, acc_bits) -> None:
 
 
 @main.command()
+@click.option("--model", default="tfc", show_default=True, help="network to train when no --checkpoint/--onnx is given")
+@click.option("--dataset", default="digits", show_default=True)
+@click.option("--board", default="Pynq-Z2", show_default=True, help="target board (FINN's board names)")
+@click.option("--acc-bits", default=12, show_default=True, help="P when training the default")
+@click.option("--recipe", "method", default="a2q+", show_default=True, type=click.Choice(["qat", "a2q", "a2q+"]))
+@click.option("--checkpoint", type=click.Path(), default=None, help="build this trained checkpoint")
+@click.option("--onnx", "onnx_file", type=click.Path(), default=None, help="build this QONNX graph")
+@click.option("--flow", default="auto", show_default=True, type=click.Choice(["auto", "estimate", "bitstream"]),
+              help="auto: bitstream when Vivado and Vitis HLS are found, else estimate")
+@click.option("--sizing", default="guaranteed", show_default=True, type=click.Choice(["guaranteed", "value"]),
+              help="accumulator width: the certified P, or the tighter value-based width")
+@click.option("--target-fps", type=int, default=None, help="auto-folding target when no folding config ships")
+@click.option("--folding", type=click.Path(exists=True, dir_okay=False), default=None, help="FINN folding JSON")
+@click.option("--parity-samples", default=32, show_default=True, help="test samples checked after every stage")
+@click.option("--runtime-weights", is_flag=True, help="runtime-writeable weights (FINN would size from datatypes)")
+@click.option("--from-step", default=None, help="resume an existing run folder from this step")
+@click.option("--out", type=click.Path(), default=None, help="run folder (default runs/<model>-<board>-P<acc-bits>)")
+def build(model, dataset, board, acc_bits, method, checkpoint, onnx_file, flow, sizing, target_fps, folding,
+          parity_samples, runtime_weights, from_step, out) -> None:
+    """Build a FINN dataflow accelerator whose MVAU accumulators are sized to the certified P."""
+    from a2qflow.build_flows import flow as flows
+    from a2qflow.build_flows import reference
+    from a2qflow.hw_configs import get_board
+
+    _fail_clean(lambda: get_board(board))
+    if checkpoint and onnx_file:
+        raise click.UsageError("give --checkpoint or --onnx, not both")
+    out = Path(out or f"runs/{model}-{board}-P{acc_bits}")
+    if onnx_file is None:
+        if checkpoint is None:
+            console.print(f"[bold]no checkpoint given: training {model}/{dataset} {method} P={acc_bits} briefly[/]")
+            click.get_current_context().invoke(train, model=model, dataset=dataset, method=method,
+                                               acc_bits=acc_bits, input_bits=4, float_epochs=10, qat_epochs=10,
+                                               out=str(out / "train"))
+            checkpoint = str(out / "train" / "checkpoint.pt")
+        onnx_file = str(_export(checkpoint, str(out / "export" / "model.onnx"), 200))
+        ref = _fail_clean(lambda: reference.from_checkpoint(checkpoint, parity_samples))
+        source = "trained brevitas model"
+    else:
+        graph = _fail_clean(lambda: flows.load_graph(onnx_file))
+        ref, source = _fail_clean(lambda: reference.from_graph(graph, parity_samples))
+    opts = flows.BuildOptions(board=board, flow=flow, sizing=sizing, target_fps=target_fps, folding=folding,
+                              model_name=model, from_step=from_step, runtime_weights=runtime_weights)
+    console.print(f"building {onnx_file} for {board} (parity reference: {source})")
+    run = _fail_clean(lambda: flows.build(onnx_file, out, ref, opts))
+    console.print((out / "reports" / "summary.md").read_text())
+    if run["skipped"]:
+        console.print(f"[yellow]skipped {len(run['skipped'])} stages[/] (listed in the report): "
+                      "they need Vivado and Vitis HLS, which are not installed")
+    console.print(f"[green]build {run['status']}[/] ({run['flow']} flow, {run['wall_s']:.1f} s): {out}")
+
+
+@main.command()
 @click.argument("onnx_file", type=click.Path())
 @click.option("--json-out", type=click.Path(), default=None, help="write the certificate JSON here")
 def certify(onnx_file, json_out) -> None:
@@ -155,7 +208,7 @@ def _fail_clean(fn):
     """Run fn; turn expected errors into one clear line and exit code 1."""
     try:
         return fn()
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
+    except (ValueError, FileNotFoundError, RuntimeError, ArithmeticError) as err:
         console.print(f"[red]error:[/] {err}")
         sys.exit(1)
 

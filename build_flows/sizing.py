@@ -1,0 +1,135 @@
+"""Size every MVAU/VVAU accumulator to the width the layer's certificate guarantees.
+
+FINN's MinimizeAccumulatorWidth derives each width from the weight *values* (or, with
+runtime-writeable weights, from the datatype worst case). An A2Q/A2Q+ layer carries a
+stronger fact: every weight set within its bound fits P bits. `SizeAccumulators` maps each
+HW node back to the layer recorded in the graph by a2qflow's export, re-certifies the
+integer weights the node really holds (refusing, by layer and channel, any that break the
+bound), and sets `accDataType` to INT<P> — or to the value-based width when asked.
+Thresholds are then rounded and clipped to that range by FINN's RoundAndClipThresholds.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from qonnx.core.datatype import DataType
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.custom_op.registry import getCustomOp
+from qonnx.transformation.base import Transformation
+from qonnx.util.basic import roundup_to_integer_multiple
+
+from . import certificate
+
+HW_DOT_PRODUCT_OPS = ("MVAU", "VVAU")
+SIZING_MODES = ("guaranteed", "value")
+
+
+def is_dot_product_node(node) -> bool:
+    return node.op_type.split("_")[0] in HW_DOT_PRODUCT_OPS
+
+
+def node_weight_rows(model: ModelWrapper, node) -> np.ndarray | None:
+    """A node's integer weights as (output channels, fan-in) rows; None if not in the graph."""
+    w = model.get_initializer(node.input[1])
+    if w is None:
+        return None
+    inst = getCustomOp(node)
+    if node.op_type.startswith("VVAU"):
+        return w.reshape(inst.get_nodeattr("Channels"), -1)
+    return w.T  # MVAU weights are (MW, MH)
+
+
+@dataclass
+class NodeSizing:
+    node: str
+    layer: str | None           # the recorded a2qflow layer, None for plain FINN graphs
+    method: str | None
+    guaranteed_bits: int | None
+    value_bits: int
+    datatype_bits: int
+    finn_acc: str               # what FINN's minimisation chose before
+    acc: str                    # what this step set
+    runtime_writeable: bool
+
+
+def match_layers(model: ModelWrapper, records: list[dict]) -> dict[str, dict]:
+    """HW node name -> layer record, matched by integer weights (row by row, up to sign,
+    order within a row free: FINN reorders conv weights and may fold signs into them)."""
+    unmatched = list(records)
+    matches: dict[str, dict] = {}
+    for node in model.graph.node:
+        if not is_dot_product_node(node):
+            continue
+        rows = node_weight_rows(model, node)
+        if rows is None:
+            raise certificate.CertificateError(f"{node.name}: weights are not in the graph; cannot map it to a layer")
+        key = np.sort(np.abs(np.rint(rows)), axis=1)
+        for rec in unmatched:
+            c, k = rec["weight_shape"][0], int(np.prod(rec["weight_shape"][1:]))
+            if (c, k) == rows.shape and rec.get("_key") is not None and np.array_equal(rec["_key"], key):
+                matches[node.name] = rec
+                unmatched.remove(rec)
+                break
+        else:
+            raise certificate.CertificateError(
+                f"{node.name}: its weights match no layer recorded in the graph (shape {rows.shape}); "
+                "weights changed after export or the graph was not exported by a2qflow")
+    return matches
+
+
+def attach_weight_keys(qonnx_model: ModelWrapper, records: list[dict]) -> list[dict]:
+    """Records with the sorted |integer| rows of the exported weights, for matching."""
+    out = []
+    for rec in records:
+        q = certificate.integer_weights(qonnx_model, rec["onnx_weight"], rec["name"])
+        out.append({**rec, "_key": np.sort(np.abs(q.reshape(q.shape[0], -1)), axis=1)})
+    return out
+
+
+class SizeAccumulators(Transformation):
+    """Set accDataType of every MVAU/VVAU to its guaranteed P (mode "guaranteed") or its
+    value-based width (mode "value"); layers without a guarantee get the value-based width."""
+
+    def __init__(self, records: list[dict] | None, mode: str = "guaranteed"):
+        super().__init__()
+        if mode not in SIZING_MODES:
+            raise ValueError(f"accumulator sizing mode {mode!r}; valid: {', '.join(SIZING_MODES)}")
+        self.records, self.mode = records, mode
+        self.sizings: list[NodeSizing] = []
+
+    def apply(self, model: ModelWrapper):
+        matches = match_layers(model, self.records) if self.records is not None else {}
+        self.sizings = []
+        for node in model.graph.node:
+            if is_dot_product_node(node):
+                self.sizings.append(self._size(model, node, matches.get(node.name)))
+        return model, False
+
+    def _size(self, model: ModelWrapper, node, rec: dict | None) -> NodeSizing:
+        inst = getCustomOp(node)
+        rows = np.rint(node_weight_rows(model, node)).astype(np.int64)
+        idt = inst.get_input_datatype(0)
+        meta = {"name": rec["name"] if rec else node.name, "method": rec["method"] if rec else "qat",
+                "acc_bits": rec["acc_bits"] if rec else None, "input_bits": idt.bitwidth(),
+                "input_signed": idt.signed(), "weight_bits": inst.get_input_datatype(1).bitwidth()}
+        if rec and (rec["input_bits"], rec["input_signed"]) != (idt.bitwidth(), idt.signed()) and idt.is_integer():
+            # the certificate must hold for the input range the hardware really sees
+            meta["input_bits"], meta["input_signed"] = idt.bitwidth(), idt.signed()
+        cert = certificate.certify_layer(meta, rows)
+        certificate.check([cert])
+        finn_acc = inst.get_nodeattr("accDataType")
+        if rec and cert.acc_bits is not None and self.mode == "guaranteed":
+            bits = cert.acc_bits
+        else:
+            bits = cert.value_bits
+        acc = DataType[f"INT{bits}"]
+        inst.set_nodeattr("accDataType", acc.name)
+        if inst.get_nodeattr("noActivation"):
+            out = acc
+            if model.find_direct_successors(node) is None:  # FINN's rule: graph outputs are byte-aligned
+                out = DataType[f"INT{roundup_to_integer_multiple(bits, 8)}"]
+            inst.set_nodeattr("outputDataType", out.name)
+        return NodeSizing(node.name, rec["name"] if rec else None, cert.method if rec else None,
+                          cert.acc_bits if rec else None, cert.value_bits, cert.datatype_bits, finn_acc, acc.name,
+                          bool(inst.get_nodeattr("runtime_writeable_weights")))

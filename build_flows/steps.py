@@ -1,0 +1,152 @@
+"""a2qflow's steps for FINN's builder: parity after each python-executable stage,
+accumulator sizing to the guaranteed P, and the overflow check.
+
+Each step has FINN's signature `step(model, cfg) -> model` and a `__name__`, so FINN's
+`build_dataflow_cfg` runs it, times it and saves its intermediate model like its own.
+The steps share one `BuildContext` (what the flow knows beyond FINN's config).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.custom_op.registry import getCustomOp
+
+from . import overflow
+from .sizing import SizeAccumulators, is_dot_product_node
+
+Step = Callable[[ModelWrapper, object], ModelWrapper]
+
+
+class ParityError(RuntimeError):
+    """A FINN stage changed what the network computes."""
+
+
+@dataclass
+class BuildContext:
+    run_dir: Path
+    records: list[dict] | None          # layer records of an a2qflow graph; None: plain FINN graph
+    parity_inputs: np.ndarray           # test samples (NCHW / NF as the model takes them)
+    parity_expected: np.ndarray         # brevitas (or source QONNX) outputs for them
+    classification: bool
+    sizing_mode: str = "guaranteed"
+    overflow_samples: int = 64
+    runtime_weights: bool = False
+    parity_log: list[dict] = field(default_factory=list)
+    error: Exception | None = None
+
+    @property
+    def report_dir(self) -> Path:
+        path = self.run_dir / "reports"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def write(self, name: str, data) -> None:
+        (self.report_dir / name).write_text(json.dumps(data, indent=1, default=str))
+
+
+def _named(name: str, fn: Step) -> Step:
+    fn.__name__ = name
+    return fn
+
+
+def _failing(ctx: BuildContext, fn: Step) -> Step:
+    """Keep the error for the flow: FINN's builder logs exceptions and returns -1."""
+    def run(model, cfg):
+        try:
+            return fn(model, cfg)
+        except Exception as err:
+            ctx.error = err
+            raise
+    return _named(fn.__name__, run)
+
+
+def execute(model: ModelWrapper, x: np.ndarray) -> np.ndarray:
+    """FINN python execution, one sample at a time (graphs are built for batch 1)."""
+    from finn.core.onnx_exec import execute_onnx
+
+    iname, oname = model.graph.input[0].name, model.graph.output[0].name
+    return np.concatenate([execute_onnx(model, {iname: x[i:i + 1]})[oname] for i in range(len(x))])
+
+
+def check_parity(model: ModelWrapper, ctx: BuildContext, stage: str) -> dict:
+    out = execute(model, ctx.parity_inputs).reshape(ctx.parity_expected.shape)
+    err = float(np.abs(out - ctx.parity_expected).max())
+    tol = 1e-4 * max(1.0, float(np.abs(ctx.parity_expected).max()))
+    entry = {"stage": stage, "samples": len(out), "max_abs_error": err, "tolerance": tol}
+    if ctx.classification:
+        entry["argmax_agreement"] = float((out.argmax(1) == ctx.parity_expected.argmax(1)).mean())
+    entry["passed"] = err <= tol and entry.get("argmax_agreement", 1.0) == 1.0
+    ctx.parity_log = [e for e in ctx.parity_log if e["stage"] != stage] + [entry]
+    ctx.write("parity.json", ctx.parity_log)
+    if not entry["passed"]:
+        raise ParityError(f"after {stage}: the graph no longer computes what the trained model does "
+                          f"(max abs error {err:.3g}, argmax agreement {entry.get('argmax_agreement')})")
+    return entry
+
+
+def with_parity(ctx: BuildContext, finn_step: str) -> Step:
+    """FINN's own step, followed by a parity check of its result."""
+    from finn.builder.build_dataflow_steps import build_dataflow_step_lookup
+
+    inner = build_dataflow_step_lookup[finn_step]
+
+    def run(model, cfg):
+        model = inner(model, cfg)
+        check_parity(model, ctx, finn_step)
+        return model
+    return _failing(ctx, _named(finn_step, run))
+
+
+def size_accumulators(ctx: BuildContext, name: str, capture_inputs: bool) -> Step:
+    """Set each MVAU/VVAU to its guaranteed P after FINN's width minimisation; on the
+    python-executable graph also prove parity and keep the inputs each layer sees."""
+    from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
+    from qonnx.transformation.infer_datatypes import InferDataTypes
+
+    def run(model, cfg):
+        sizer = SizeAccumulators(ctx.records, ctx.sizing_mode)
+        model = model.transform(sizer)
+        model = model.transform(RoundAndClipThresholds()).transform(InferDataTypes())
+        ctx.write(f"{name}.json", [asdict(s) for s in sizer.sizings])
+        if capture_inputs:
+            check_parity(model, ctx, name)
+            overflow.save_layer_inputs(model, ctx.parity_inputs[:ctx.overflow_samples], ctx.report_dir)
+        return model
+    return _failing(ctx, _named(name, run))
+
+
+def runtime_writeable_weights(ctx: BuildContext) -> Step:
+    """Make every MVAU/VVAU's weights writeable at run time (AXI-lite). FINN then sizes
+    accumulators from the datatypes' worst case; the guaranteed P still holds for any
+    weights trained within the layer's bound."""
+    def run(model, cfg):
+        for node in dot_product_nodes(model):
+            inst = getCustomOp(node)
+            inst.set_nodeattr("mem_mode", "internal_decoupled")
+            inst.set_nodeattr("runtime_writeable_weights", 1)
+        return model
+    return _failing(ctx, _named("step_a2qflow_runtime_writeable_weights", run))
+
+
+def check_overflow(ctx: BuildContext) -> Step:
+    def run(model, cfg):
+        results = overflow.check_model(model, ctx.report_dir)
+        ctx.write("overflow.json", results)
+        overflow.raise_on_wrap(results)
+        return model
+    return _failing(ctx, _named("step_a2qflow_check_overflow", run))
+
+
+def dot_product_nodes(model: ModelWrapper) -> list:
+    return [n for n in model.graph.node if is_dot_product_node(n)]
+
+
+def node_attrs(node, names: tuple[str, ...]) -> dict:
+    inst = getCustomOp(node)
+    types = inst.get_nodeattr_types()
+    return {a: inst.get_nodeattr(a) for a in names if a in types}
