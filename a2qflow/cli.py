@@ -8,7 +8,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
+console = Console(soft_wrap=True)
 
 
 def _parse_layer_bits(items: tuple[str, ...]) -> dict[str, int]:

@@ -5,7 +5,8 @@ runtime-writeable weights, from the datatype worst case). An A2Q/A2Q+ layer carr
 stronger fact: every weight set within its bound fits P bits. `SizeAccumulators` maps each
 HW node back to the layer recorded in the graph by a2qflow's export, re-certifies the
 integer weights the node really holds (refusing, by layer and channel, any that break the
-bound), and sets `accDataType` to INT<P> — or to the value-based width when asked.
+bound), and sets `accDataType` to INT<P> (or the datatype worst case when a small fan-in
+makes that narrower) — or to the value-based width when asked.
 Thresholds are then rounded and clipped to that range by FINN's RoundAndClipThresholds.
 """
 from __future__ import annotations
@@ -120,7 +121,9 @@ class SizeAccumulators(Transformation):
         certificate.check([cert])
         finn_acc = inst.get_nodeattr("accDataType")
         if rec and cert.acc_bits is not None and self.mode == "guaranteed":
-            bits = cert.acc_bits
+            # a small fan-in can make the datatype worst case (true for any weights of
+            # the weight datatype) tighter than the layer's P; both are guarantees
+            bits = min(cert.acc_bits, cert.datatype_bits)
         else:
             bits = cert.value_bits
         acc = DataType[f"INT{bits}"]

@@ -1,0 +1,177 @@
+"""FINN build flow: accumulators sized to the certified P, refusals, plain-FINN graphs,
+the overflow check's ability to fail, and the Vivado branch's wiring."""
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from qonnx.core.datatype import DataType
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.custom_op.registry import getCustomOp
+
+from a2qflow.build_flows import finn_env, flow, overflow, reference
+from a2qflow.build_flows.certificate import CertificateError
+from a2qflow.build_flows.flow import BuildOptions, build
+from a2qflow.build_flows.steps import dot_product_nodes
+from a2qflow.cli import main
+from a2qflow.hw_configs import UnknownBoardError
+
+from test_export import _tamper
+
+
+@pytest.fixture(scope="module")
+def tfc_build(tfc_a2qplus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("build")
+    run = build(str(_exported(tfc_a2qplus, out)), out / "run", reference.from_checkpoint(tfc_a2qplus, 16),
+                BuildOptions(board="Pynq-Z2", flow="estimate", model_name="tfc"))
+    return out / "run", run
+
+
+def _exported(ckpt, out):
+    from a2qflow.models.export import export_checkpoint
+
+    return export_checkpoint(ckpt, out / "export" / "model.onnx", samples=32)[0]
+
+
+def _final(run_dir):
+    return ModelWrapper(str(run_dir / "finn" / "intermediate_models" / "step_generate_estimate_reports.onnx"))
+
+
+def test_sizing_sets_exactly_the_guaranteed_p(tfc_build):
+    run_dir, run = tfc_build
+    assert run["status"] == "complete" and run["flow"] == "estimate" and run["a2qflow_graph"]
+    cert = {layer["name"]: layer for layer in json.loads((run_dir / "reports" / "certificate.json").read_text())["layers"]}
+    nodes = dot_product_nodes(_final(run_dir))
+    sizing = {s["node"]: s for s in json.loads((run_dir / "reports" / "step_a2qflow_size_accumulators.json").read_text())}
+    assert len(nodes) == len(cert) == 4
+    for node in nodes:
+        layer = sizing[node.name]["layer"]
+        assert cert[layer]["acc_bits"] < cert[layer]["datatype_bits"]
+        assert getCustomOp(node).get_nodeattr("accDataType") == f"INT{cert[layer]['acc_bits']}"
+    # every stage that can run in python matched the trained model
+    parity = json.loads((run_dir / "reports" / "parity.json").read_text())
+    assert [p["stage"] for p in parity] == ["step_qonnx_to_finn", "step_tidy_up", "step_streamline",
+                                            "step_convert_to_hw", "step_a2qflow_size_accumulators_initial"]
+    assert all(p["passed"] and p["argmax_agreement"] == 1.0 for p in parity)
+    rows = json.loads((run_dir / "reports" / "layers.json").read_text())["layers"]
+    assert all(r["worst_case_wraps"] == 0 and r["data_wraps"] == 0 for r in rows)
+    assert (run_dir / "reports" / "layers.csv").read_text().count("\n") == 5
+    assert "Skipped stages" in (run_dir / "reports" / "summary.md").read_text()
+    assert set(run["time_per_step"]) >= {"step_a2qflow_size_accumulators", "step_a2qflow_check_overflow"}
+
+
+def test_overflow_check_finds_the_wrap_at_p_minus_1(tfc_build):
+    run_dir, _ = tfc_build
+    results = json.loads((run_dir / "reports" / "overflow.json").read_text())
+    assert all(r["worst_case_wraps"] == 0 for r in results)
+    # the trained fc layers use their budget up to the last bit: P-1 wraps on some channel
+    assert any(r["worst_case_wraps_at_p_minus_1"] > 0 for r in results)
+    # and the check itself raises once a node is one bit short
+    model = _final(run_dir)
+    node = dot_product_nodes(model)[0]
+    inst = getCustomOp(node)
+    bits = DataType[inst.get_nodeattr("accDataType")].bitwidth()
+    result = overflow.check_node(model, node, None)
+    if result["worst_case_wraps_at_p_minus_1"]:
+        inst.set_nodeattr("accDataType", f"INT{bits - 1}")
+        with pytest.raises(overflow.AccumulatorOverflow, match=node.name):
+            overflow.raise_on_wrap([overflow.check_node(model, node, None)])
+
+
+def test_runtime_writeable_weights_get_the_guaranteed_p(tfc_a2qplus, tmp_path):
+    run = build(str(_exported(tfc_a2qplus, tmp_path)), tmp_path / "run", reference.from_checkpoint(tfc_a2qplus, 8),
+                BuildOptions(flow="estimate", runtime_weights=True))
+    sizing = json.loads((tmp_path / "run" / "reports" / "step_a2qflow_size_accumulators.json").read_text())
+    for s in sizing:
+        assert s["runtime_writeable"]
+        # FINN falls back to the datatype worst case; the certificate's P is smaller
+        assert s["finn_acc"] == f"INT{s['datatype_bits']}" and s["acc"] == f"INT{s['guaranteed_bits']}"
+        assert s["guaranteed_bits"] < s["datatype_bits"]
+    assert run["status"] == "complete"
+
+
+def test_tampered_weights_stop_the_build(tfc_a2qplus_onnx, tmp_path):
+    _tamper(tfc_a2qplus_onnx, tmp_path / "bad.onnx", layer="fc.2", channel=7)
+    ref = (np.zeros((2, 1, 8, 8), np.float32), np.zeros((2, 10), np.float32), True)
+    with pytest.raises(CertificateError, match=r"layer fc\.2, channel 7"):
+        build(str(tmp_path / "bad.onnx"), tmp_path / "run", ref, BuildOptions(flow="estimate"))
+    assert not (tmp_path / "run" / "run.json").exists()
+    result = CliRunner().invoke(main, ["build", "--onnx", str(tmp_path / "bad.onnx"), "--out", str(tmp_path / "r2")])
+    assert result.exit_code == 1 and "layer fc.2, channel 7" in result.output
+
+
+def test_plain_finn_graph_builds_with_value_based_widths(tfc_a2qplus_onnx, tmp_path):
+    graph = ModelWrapper(str(tfc_a2qplus_onnx))
+    graph.graph.ClearField("metadata_props")
+    graph.save(str(tmp_path / "plain.onnx"))
+    ref, source = reference.from_graph(ModelWrapper(str(tmp_path / "plain.onnx")), 8)
+    assert "random" in source
+    run = build(str(tmp_path / "plain.onnx"), tmp_path / "run", ref, BuildOptions(flow="estimate"))
+    assert not run["a2qflow_graph"]
+    sizing = json.loads((tmp_path / "run" / "reports" / "step_a2qflow_size_accumulators.json").read_text())
+    assert sizing and all(s["layer"] is None and s["acc"] == f"INT{s['value_bits']}" for s in sizing)
+    assert "Plain FINN graph" in (tmp_path / "run" / "reports" / "summary.md").read_text()
+
+
+def test_value_sizing_option_uses_value_based_width(tfc_a2qplus, tmp_path):
+    build(str(_exported(tfc_a2qplus, tmp_path)), tmp_path / "run", reference.from_checkpoint(tfc_a2qplus, 8),
+          BuildOptions(flow="estimate", sizing="value"))
+    for s in json.loads((tmp_path / "run" / "reports" / "step_a2qflow_size_accumulators.json").read_text()):
+        assert s["acc"] == f"INT{s['value_bits']}" and s["value_bits"] <= s["guaranteed_bits"]
+
+
+def test_resume_from_step(tfc_build):
+    run_dir, first = tfc_build
+    ref = (np.load(run_dir / "reference" / "input.npy"), np.load(run_dir / "reference" / "expected_output.npy"), True)
+    run = build(str(run_dir / "model.qonnx"), run_dir, ref,
+                BuildOptions(flow="estimate", from_step="step_a2qflow_size_accumulators"))
+    assert run["status"] == "complete" and run["from_step"] == "step_a2qflow_size_accumulators"
+    assert "step_streamline" not in run["time_per_step"]
+    assert json.loads((run_dir / "reports" / "overflow.json").read_text())
+
+
+def test_unknown_board_lists_valid_ones(tmp_path):
+    result = CliRunner().invoke(main, ["build", "--board", "Pynq-Z9", "--out", str(tmp_path)])
+    assert result.exit_code == 1
+    for name in ("Pynq-Z1", "Pynq-Z2", "Ultra96-V2", "ZCU104", "KV260_SOM", "AUP-ZU3_8GB"):
+        assert name in result.output
+    with pytest.raises(UnknownBoardError):
+        build(str(tmp_path / "x.onnx"), tmp_path, (None, None, True), BuildOptions(board="nope"))
+
+
+def test_corrupt_onnx_gets_a_clear_error(tmp_path):
+    (tmp_path / "corrupt.onnx").write_bytes(b"\x00\x01 definitely not onnx" * 20)
+    result = CliRunner().invoke(main, ["build", "--onnx", str(tmp_path / "corrupt.onnx"), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 1 and "corrupt.onnx is not a readable ONNX model" in result.output
+    result = CliRunner().invoke(main, ["build", "--onnx", str(tmp_path / "absent.onnx"), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 1 and "absent.onnx: no such ONNX file" in result.output
+
+
+def test_vivado_branch_runs_finns_bitstream_steps(tfc_a2qplus, monkeypatch, tmp_path):
+    """Without Vivado we cannot run it, but the wiring is checked: with the tools present,
+    auto selects the bitstream flow with FINN's synthesis, driver and deployment steps and
+    outputs, after a2qflow's sizing and overflow steps."""
+    monkeypatch.setattr(finn_env, "xilinx_tools_available", lambda: True)
+    resolved, skipped = flow.resolve_flow("auto")
+    assert (resolved, skipped) == ("bitstream", [])
+    finn_env.prepare_finn(tmp_path / "finn_tmp")
+    from finn.builder.build_dataflow_config import DataflowOutputType
+
+    ctx = flow.BuildContext(tmp_path, None, None, None, True)
+    steps = flow.step_list(ctx, "bitstream")
+    names = flow.step_names(steps)
+    assert names[-len(flow.BITSTREAM_STEPS):] == list(flow.BITSTREAM_STEPS)
+    assert names.index("step_a2qflow_size_accumulators") < names.index("step_a2qflow_check_overflow") \
+        < names.index("step_generate_estimate_reports") < names.index("step_generate_hardware")
+    assert names.index("step_minimize_bit_width") < names.index("step_a2qflow_size_accumulators")
+    from a2qflow.hw_configs import get_board
+
+    cfg = flow.dataflow_config(get_board("Pynq-Z2"), tmp_path, "bitstream", steps, BuildOptions(model_name="tfc"))
+    assert {DataflowOutputType.BITFILE, DataflowOutputType.PYNQ_DRIVER,
+            DataflowOutputType.DEPLOYMENT_PACKAGE} <= set(cfg.generate_outputs)
+    assert cfg.fpga_part == "xc7z020clg400-1" and cfg.board == "Pynq-Z2" and cfg.synth_clk_period_ns == 10.0
+    assert cfg.standalone_thresholds and cfg.save_intermediate_models
+    monkeypatch.setattr(finn_env, "xilinx_tools_available", lambda: False)
+    assert flow.resolve_flow("auto")[0] == "estimate"
+    with pytest.raises(flow.BuildError, match="needs Vivado"):
+        flow.resolve_flow("bitstream")
