@@ -110,13 +110,11 @@ def _export(checkpoint, out, samples):
 @main.command()
 @click.option("--out", type=click.Path(), default="runs/demo", show_default=True)
 @click.option("--acc-bits", default=12, show_default=True)
-def demo(out, acc_bits) -> None:
-    """The embedded default: TFC on the bundled digits, A2Q+ at P bits, trained, exported
-    and certified."""
-    ctx = click.get_current_context()
-    ctx.invoke(train, model="tfc", dataset="digits", method="a2q+", acc_bits=acc_bits, input_bits=4,
-               out=str(Path(out) / "train"))
-    _export(str(Path(out) / "train" / "checkpoint.pt"), str(Path(out) / "model.onnx"), 200)
+@click.pass_context
+def demo(ctx, out, acc_bits) -> None:
+    """The embedded default: TFC on the bundled digits, A2Q+ at P bits, trained, exported,
+    certified and built for Pynq-Z2."""
+    ctx.invoke(build, model="tfc", dataset="digits", board="Pynq-Z2", acc_bits=acc_bits, method="a2q+", out=out)
 
 
 @main.command()
