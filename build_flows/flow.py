@@ -167,6 +167,7 @@ def build(onnx_path: str | Path, out: str | Path, reference: tuple[np.ndarray, n
     finally:  # FINN's builder redirects both into its log and leaves them so
         sys.stdout, sys.stderr = stdout, stderr
     run["wall_s"] = time.perf_counter() - t0
+    run["check_s"] = ctx.check_seconds
     timings = out / "finn" / "report" / "time_per_step.json"
     run["time_per_step"] = json.loads(timings.read_text()) if timings.is_file() else {}
     if code != 0:

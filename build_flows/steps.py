@@ -8,6 +8,7 @@ The steps share one `BuildContext` (what the flow knows beyond FINN's config).
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -38,6 +39,14 @@ class BuildContext:
     runtime_weights: bool = False
     parity_log: list[dict] = field(default_factory=list)
     error: Exception | None = None
+    check_seconds: float = 0.0          # time spent in parity and overflow checks
+
+    def timed(self, fn, *args):
+        t0 = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            self.check_seconds += time.perf_counter() - t0
 
     @property
     def report_dir(self) -> Path:
@@ -97,7 +106,7 @@ def with_parity(ctx: BuildContext, finn_step: str) -> Step:
 
     def run(model, cfg):
         model = inner(model, cfg)
-        check_parity(model, ctx, finn_step)
+        ctx.timed(check_parity, model, ctx, finn_step)
         return model
     return _failing(ctx, _named(finn_step, run))
 
@@ -114,8 +123,8 @@ def size_accumulators(ctx: BuildContext, name: str, capture_inputs: bool) -> Ste
         model = model.transform(RoundAndClipThresholds()).transform(InferDataTypes())
         ctx.write(f"{name}.json", [asdict(s) for s in sizer.sizings])
         if capture_inputs:
-            check_parity(model, ctx, name)
-            overflow.save_layer_inputs(model, ctx.parity_inputs[:ctx.overflow_samples], ctx.report_dir)
+            ctx.timed(check_parity, model, ctx, name)
+            ctx.timed(overflow.save_layer_inputs, model, ctx.parity_inputs[:ctx.overflow_samples], ctx.report_dir)
         return model
     return _failing(ctx, _named(name, run))
 
@@ -135,7 +144,7 @@ def runtime_writeable_weights(ctx: BuildContext) -> Step:
 
 def check_overflow(ctx: BuildContext) -> Step:
     def run(model, cfg):
-        results = overflow.check_model(model, ctx.report_dir)
+        results = ctx.timed(overflow.check_model, model, ctx.report_dir)
         ctx.write("overflow.json", results)
         overflow.raise_on_wrap(results)
         return model
