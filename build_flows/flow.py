@@ -130,6 +130,9 @@ def build(onnx_path: str | Path, out: str | Path, reference: tuple[np.ndarray, n
         raise ValueError(f"sizing {opts.sizing!r}; valid: {', '.join(SIZING_MODES)}")
     flow, skipped = resolve_flow(opts.flow)
     graph = load_graph(onnx_path)
+    recorded_model = graph.get_metadata_prop("a2qflow.model")
+    if recorded_model:  # the graph knows its network: its folding config, not --model's
+        opts.model_name = json.loads(recorded_model)
     try:
         records = certificate.layer_metadata(graph)
     except certificate.CertificateError:
