@@ -23,7 +23,7 @@ from qonnx.util.basic import roundup_to_integer_multiple
 from . import certificate
 
 HW_DOT_PRODUCT_OPS = ("MVAU", "VVAU")
-SIZING_MODES = ("guaranteed", "value")
+SIZING_MODES = ("guaranteed", "value", "int32")  # int32: the baseline FINN users start from
 
 
 def is_dot_product_node(node) -> bool:
@@ -120,7 +120,9 @@ class SizeAccumulators(Transformation):
         cert = certificate.certify_layer(meta, rows)
         certificate.check([cert])
         finn_acc = inst.get_nodeattr("accDataType")
-        if rec and cert.acc_bits is not None and self.mode == "guaranteed":
+        if self.mode == "int32":
+            bits = 32
+        elif rec and cert.acc_bits is not None and self.mode == "guaranteed":
             # a small fan-in can make the datatype worst case (true for any weights of
             # the weight datatype) tighter than the layer's P; both are guarantees
             bits = min(cert.acc_bits, cert.datatype_bits)
