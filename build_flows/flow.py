@@ -19,6 +19,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
@@ -27,6 +28,7 @@ from a2qflow.environment import versions
 from a2qflow.hw_configs import Board, folding_config, get_board
 
 from . import certificate, finn_env, report
+from .model_steps import streamline_step_for
 from .sizing import SIZING_MODES, attach_weight_keys
 from .steps import BuildContext, check_overflow, runtime_writeable_weights, size_accumulators, with_parity
 
@@ -70,9 +72,11 @@ def resolve_flow(flow: str) -> tuple[str, list[str]]:
     return flow, skipped
 
 
-def step_list(ctx: BuildContext, flow: str) -> list:
-    """FINN's default step sequence with a2qflow's steps inserted (same names as FINN's)."""
-    steps = [with_parity(ctx, s) for s in PYTHON_EXEC_STEPS]
+def step_list(ctx: BuildContext, flow: str, streamline: str | Callable = "step_streamline") -> list:
+    """FINN's default step sequence with a2qflow's steps inserted (same names as FINN's);
+    `streamline` replaces FINN's streamline step for graphs that need more (model_steps)."""
+    front = [streamline if s == "step_streamline" else s for s in PYTHON_EXEC_STEPS]
+    steps = [with_parity(ctx, s) for s in front]
     steps += ["step_minimize_bit_width_initial",
               size_accumulators(ctx, "step_a2qflow_size_accumulators_initial", capture_inputs=True),
               "step_create_dataflow_partition", "step_specialize_layers", "step_target_fps_parallelization",
@@ -155,7 +159,7 @@ def build(onnx_path: str | Path, out: str | Path, reference: tuple[np.ndarray, n
 
     ctx = BuildContext(out, records, x, expected, classification, opts.sizing, opts.overflow_samples,
                        opts.runtime_weights)
-    steps = step_list(ctx, flow)
+    steps = step_list(ctx, flow, streamline_step_for(opts.model_name, graph))
     if opts.from_step and opts.from_step not in step_names(steps):
         raise ValueError(f"--from-step {opts.from_step!r} is not a step of this flow; steps: {', '.join(step_names(steps))}")
     run = {"status": "running", "input": str(onnx_path), "board": board.name, "part": board.part,

@@ -98,17 +98,18 @@ def check_parity(model: ModelWrapper, ctx: BuildContext, stage: str) -> dict:
     return entry
 
 
-def with_parity(ctx: BuildContext, finn_step: str) -> Step:
-    """FINN's own step, followed by a parity check of its result."""
+def with_parity(ctx: BuildContext, step: str | Step) -> Step:
+    """A step (FINN's, by name, or a step function), followed by a parity check of its result."""
     from finn.builder.build_dataflow_steps import build_dataflow_step_lookup
 
-    inner = build_dataflow_step_lookup[finn_step]
+    inner = build_dataflow_step_lookup[step] if isinstance(step, str) else step
+    name = inner.__name__ if not isinstance(step, str) else step
 
     def run(model, cfg):
         model = inner(model, cfg)
-        ctx.timed(check_parity, model, ctx, finn_step)
+        ctx.timed(check_parity, model, ctx, name)
         return model
-    return _failing(ctx, _named(finn_step, run))
+    return _failing(ctx, _named(name, run))
 
 
 def size_accumulators(ctx: BuildContext, name: str, capture_inputs: bool) -> Step:
