@@ -127,8 +127,8 @@ def demo(ctx, out, acc_bits) -> None:
 @click.option("--onnx", "onnx_file", type=click.Path(), default=None, help="build this QONNX graph")
 @click.option("--flow", default="auto", show_default=True, type=click.Choice(["auto", "estimate", "bitstream"]),
               help="auto: bitstream when Vivado and Vitis HLS are found, else estimate")
-@click.option("--sizing", default="guaranteed", show_default=True, type=click.Choice(["guaranteed", "value"]),
-              help="accumulator width: the certified P, or the tighter value-based width")
+@click.option("--sizing", default="guaranteed", show_default=True, type=click.Choice(["guaranteed", "value", "int32"]),
+              help="accumulator width: the certified P, the tighter value-based width, or INT32 (baseline)")
 @click.option("--target-fps", type=int, default=None, help="auto-folding target when no folding config ships")
 @click.option("--folding", type=click.Path(exists=True, dir_okay=False), default=None, help="FINN folding JSON")
 @click.option("--parity-samples", default=32, show_default=True, help="test samples checked after every stage")
@@ -168,6 +168,64 @@ def build(model, dataset, board, acc_bits, method, checkpoint, onnx_file, flow, 
         console.print(f"[yellow]skipped {len(run['skipped'])} stages[/] (listed in the report): "
                       "they need Vivado and Vitis HLS, which are not installed")
     console.print(f"[green]build {run['status']}[/] ({run['flow']} flow, {run['wall_s']:.1f} s): {out}")
+
+
+def parse_acc_bits(text: str) -> tuple[int, ...]:
+    """`10:20` (inclusive), `10:20:2` (step) or `10,12,16`."""
+    try:
+        if ":" in text:
+            parts = [int(v) for v in text.split(":")]
+            start, stop, step = (parts + [1])[:3] if len(parts) == 2 else parts
+            values = tuple(range(start, stop + 1, step))
+        else:
+            values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or any(not 2 <= v <= 64 for v in values):
+        raise click.BadParameter(f"{text!r}: expected START:STOP[:STEP] or a comma list of widths in 2..64",
+                                 param_hint="--acc-bits")
+    return values
+
+
+@main.command("compare-acc")
+@click.option("--model", default="tfc", show_default=True)
+@click.option("--dataset", default="digits", show_default=True)
+@click.option("--board", default="Pynq-Z2", show_default=True)
+@click.option("--acc-bits", default="10:20:2", show_default=True, help="START:STOP[:STEP] or a comma list")
+@click.option("--recipes", default="qat,a2q,a2q+", show_default=True)
+@click.option("--seeds", default=1, show_default=True, help="number of seeds (0..N-1)")
+@click.option("--float-epochs", default=10, show_default=True)
+@click.option("--qat-epochs", default=10, show_default=True)
+@click.option("--lut-only", is_flag=True, help="synthesize without DSP inference (FINN's LUT-fabric MVAUs)")
+@click.option("--out", type=click.Path(), default=None, help="default runs/compare-<model>-<board>")
+def compare_acc(model, dataset, board, acc_bits, recipes, seeds, float_epochs, qat_epochs, lut_only, out) -> None:
+    """Train, export, build and synthesize (Yosys) each recipe x P x seed; LUT vs P and accuracy."""
+    from rich.progress import Progress
+
+    from a2qflow.build_flows import compare
+    from a2qflow.hw_configs import get_board
+
+    _fail_clean(lambda: get_board(board))
+    recipe_list = tuple(r.strip() for r in recipes.split(","))
+    bad = [r for r in recipe_list if r not in ("qat", "a2q", "a2q+")]
+    if bad:
+        raise click.BadParameter(f"unknown recipe(s) {bad}; valid: qat, a2q, a2q+", param_hint="--recipes")
+    spec = compare.GridSpec(model=model, dataset=dataset, board=board, recipes=recipe_list,
+                            acc_bits=parse_acc_bits(acc_bits), seeds=tuple(range(seeds)),
+                            float_epochs=float_epochs, qat_epochs=qat_epochs, lut_only=lut_only)
+    root = Path(out or f"runs/compare-{model}-{board}")
+    root.mkdir(parents=True, exist_ok=True)
+    cells = spec.cells()
+    results = []
+    with Progress(console=console) as progress:
+        task = progress.add_task("compare-acc cells", total=len(cells))
+        for cell in cells:
+            progress.update(task, description=cell.key)
+            results.append(_fail_clean(lambda: compare.run_cell(cell, spec, root)))
+            progress.advance(task)
+    head = compare.write_outputs(results, root)
+    console.print((root / "summary.md").read_text())
+    console.print(f"results: {root / 'results.csv'}; headline: {head}")
 
 
 @main.command()

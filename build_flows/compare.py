@@ -1,0 +1,180 @@
+"""`a2qflow compare-acc`: LUT usage against accumulator width, next to accuracy.
+
+A comparison is a grid of cells. A cell trains (or reuses) one network for one recipe, P and
+seed, exports it, builds it with FINN (estimate flow) and synthesizes its layers with Yosys.
+Baseline cells build the `qat` network with INT32 accumulators and with FINN's value-based
+widths. Each finished cell writes `cells/<key>/result.json`; a rerun skips finished cells,
+so an interrupted comparison resumes. Float pre-training is shared by all cells of a seed.
+Results: `results.csv`/`results.json`, plots (PNG + SVG) and `summary.md`.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+BASELINES = ("int32", "value")
+
+
+@dataclass(frozen=True)
+class Cell:
+    model: str
+    dataset: str
+    board: str
+    recipe: str
+    acc_bits: int | None      # None for baselines
+    seed: int
+    sizing: str               # guaranteed | int32 | value
+
+    @property
+    def key(self) -> str:
+        p = f"P{self.acc_bits}" if self.acc_bits else "noP"
+        return f"{self.model}-{self.dataset}-{self.board}-{self.recipe}-{p}-s{self.seed}-{self.sizing}"
+
+
+@dataclass
+class GridSpec:
+    model: str = "tfc"
+    dataset: str = "digits"
+    board: str = "Pynq-Z2"
+    recipes: tuple[str, ...] = ("qat", "a2q", "a2q+")
+    acc_bits: tuple[int, ...] = (10, 12, 14, 16, 20)
+    seeds: tuple[int, ...] = (0,)
+    input_bits: int = 4
+    float_epochs: int = 10
+    qat_epochs: int = 10
+    lut_only: bool = False
+    train_kwargs: dict = field(default_factory=dict)
+
+    def cells(self) -> list[Cell]:
+        out = []
+        for seed in self.seeds:
+            for recipe in self.recipes:
+                if recipe == "qat":
+                    out += [Cell(self.model, self.dataset, self.board, "qat", None, seed, s) for s in BASELINES]
+                else:
+                    out += [Cell(self.model, self.dataset, self.board, recipe, p, seed, "guaranteed")
+                            for p in self.acc_bits]
+        return out
+
+
+def _train(cell: Cell, spec: GridSpec, root: Path) -> Path:
+    from a2qflow.models.recipes import Recipe
+    from a2qflow.models.train import TrainConfig, train
+
+    float_dir = root / "float" / f"{cell.model}-{cell.dataset}-s{cell.seed}"
+    float_ckpt = float_dir / "float.pt"
+    out = root / "cells" / cell.key / "train"
+    recipe = Recipe(method=cell.recipe, acc_bits=cell.acc_bits or 32, input_bits=spec.input_bits)
+    cfg = TrainConfig(model=cell.model, dataset=cell.dataset, recipe=recipe, seed=cell.seed,
+                      float_epochs=spec.float_epochs, qat_epochs=spec.qat_epochs,
+                      float_checkpoint=str(float_ckpt) if float_ckpt.is_file() else None, **spec.train_kwargs)
+    train(cfg, out)
+    if not float_ckpt.is_file() and (out / "float.pt").is_file():
+        float_dir.mkdir(parents=True, exist_ok=True)
+        (out / "float.pt").replace(float_ckpt)
+    return out / "checkpoint.pt"
+
+
+def run_cell(cell: Cell, spec: GridSpec, root: str | Path) -> dict:
+    """Train -> export -> build -> synthesize one cell; cached in cells/<key>/result.json."""
+    from a2qflow.hw_configs import get_board
+    from a2qflow.models.export import export_checkpoint
+
+    from . import oss_synth, reference
+    from .flow import BuildOptions, build
+    from .rtl import prepare_rtl
+    from .report import final_model
+
+    root = Path(root)
+    cell_dir = root / "cells" / cell.key
+    done = cell_dir / "result.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    t0 = time.perf_counter()
+    board = get_board(cell.board)
+    ckpt = _train(cell, spec, root)
+    onnx, _, _ = export_checkpoint(ckpt, cell_dir / "model.onnx", samples=100)
+    run = build(str(onnx), cell_dir / "build", reference.from_checkpoint(ckpt, 16),
+                BuildOptions(board=cell.board, flow="estimate", sizing=cell.sizing, model_name=cell.model))
+    layers = prepare_rtl(final_model(cell_dir / "build"), board.part, board.clk_ns, cell_dir / "rtl")
+    synth = oss_synth.synthesize(layers, board.family, cell_dir / "synth", lut_only=spec.lut_only)
+    metrics = json.loads((ckpt.parent / "train.json").read_text())["metrics"]["quant"]
+    sizing = json.loads((cell_dir / "build" / "reports" / "step_a2qflow_size_accumulators.json").read_text())
+    result = {**asdict(cell), "key": cell.key, "accuracy": metrics.get("accuracy", metrics.get("psnr_db")),
+              "metric": "accuracy" if "accuracy" in metrics else "psnr_db",
+              "acc_widths": {s["node"]: s["acc"] for s in sizing},
+              "layers": [asdict(s) for s in synth],
+              "lut": sum(s.lut for s in synth), "ff": sum(s.ff for s in synth), "dsp": sum(s.dsp for s in synth),
+              "tool": f"{synth[0].tool} {synth[0].version}" if synth else None,
+              "build_status": run["status"], "seconds": time.perf_counter() - t0}
+    done.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def aggregate(results: list[dict]) -> list[dict]:
+    """Mean over seeds per (recipe, P, sizing)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in results:
+        groups.setdefault((r["recipe"], r["acc_bits"], r["sizing"]), []).append(r)
+    rows = []
+    for (recipe, p, sizing), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0, kv[0][2])):
+        acc = [r["accuracy"] for r in rs]
+        rows.append({"recipe": recipe, "acc_bits": p, "sizing": sizing, "seeds": len(rs),
+                     "accuracy": statistics.mean(acc), "accuracy_std": statistics.pstdev(acc),
+                     "lut": statistics.mean(r["lut"] for r in rs), "ff": statistics.mean(r["ff"] for r in rs),
+                     "dsp": statistics.mean(r["dsp"] for r in rs)})
+    return rows
+
+
+def headline(rows: list[dict]) -> dict:
+    """LUT ratio INT32 -> the smallest P within 1 accuracy point of the 32-bit model."""
+    base = next((r for r in rows if r["sizing"] == "int32"), None)
+    if base is None:
+        return {}
+    within = [r for r in rows if r["acc_bits"] and r["accuracy"] >= base["accuracy"] - 1.0]
+    if not within:
+        return {"int32_lut": base["lut"], "int32_accuracy": base["accuracy"], "smallest_p": None}
+    best = min(within, key=lambda r: (r["acc_bits"], r["lut"]))
+    return {"int32_lut": base["lut"], "int32_accuracy": base["accuracy"], "smallest_p": best["acc_bits"],
+            "recipe": best["recipe"], "lut": best["lut"], "accuracy": best["accuracy"],
+            "lut_ratio": base["lut"] / best["lut"] if best["lut"] else None}
+
+
+def write_outputs(results: list[dict], out: Path) -> dict:
+    from . import compare_plots
+
+    rows = aggregate(results)
+    head = headline(rows)
+    (out / "results.json").write_text(json.dumps({"cells": results, "summary": rows, "headline": head}, indent=1))
+    with (out / "results.csv").open("w", newline="") as f:
+        fields = ["key", "model", "dataset", "board", "recipe", "acc_bits", "seed", "sizing", "accuracy", "lut", "ff",
+                  "dsp", "tool"]
+        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(results)
+    plots = compare_plots.plot_all(results, rows, out)
+    (out / "summary.md").write_text(summary_markdown(rows, head, plots, results))
+    return head
+
+
+def summary_markdown(rows: list[dict], head: dict, plots: list[Path], results: list[dict]) -> str:
+    tool = next((r["tool"] for r in results if r.get("tool")), "yosys")
+    lines = ["# LUT usage against accumulator width", "",
+             f"LUTs: {tool} `synth_xilinx`, all MVAU/VVAU and thresholding layers; accuracy: test split, "
+             "mean over seeds.", ""]
+    if head.get("smallest_p"):
+        lines += [f"**{head['int32_lut']:.0f} LUT at INT32 -> {head['lut']:.0f} LUT at P={head['smallest_p']} "
+                  f"({head['recipe']}), {head['lut_ratio']:.2f}x fewer**, within 1 point of the 32-bit model's "
+                  f"accuracy ({head['accuracy']:.2f} vs {head['int32_accuracy']:.2f}).", ""]
+    elif head:
+        lines += ["No accumulator width in this grid stays within 1 point of the 32-bit model.", ""]
+    lines += ["| recipe | P | sizing | seeds | accuracy | LUT | FF | DSP |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['recipe']} | {r['acc_bits'] or '-'} | {r['sizing']} | {r['seeds']} | "
+                     f"{r['accuracy']:.2f} ± {r['accuracy_std']:.2f} | {r['lut']:.0f} | {r['ff']:.0f} | {r['dsp']:.0f} |")
+    lines += [""] + [f"![{p.stem}]({p.name})" for p in plots if p.suffix == ".png"]
+    return "\n".join(lines) + "\n"
