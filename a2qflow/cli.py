@@ -235,23 +235,14 @@ def certify(onnx_file, json_out) -> None:
     """Check every recorded layer of an exported graph against its accumulator bound."""
     from a2qflow.build_flows import certificate
 
-    certs = _fail_clean(lambda: certificate.certify(_load_onnx(onnx_file)))
+    from a2qflow.build_flows.flow import load_graph
+
+    certs = _fail_clean(lambda: certificate.certify(load_graph(onnx_file)))
     _print_certificate(certs)
     if json_out:
         certificate.write_certificate(certs, Path(json_out))
     _fail_clean(lambda: certificate.check(certs))
     console.print("[green]certificate: every constrained layer fits its accumulator[/]")
-
-
-def _load_onnx(path: str):
-    from qonnx.core.modelwrapper import ModelWrapper
-
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    try:
-        return ModelWrapper(path)
-    except Exception as err:  # onnx raises DecodeError and others for corrupt files
-        raise ValueError(f"{path} is not a readable ONNX model: {err}") from err
 
 
 def _print_certificate(certs) -> None:
