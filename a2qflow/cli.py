@@ -125,8 +125,10 @@ def demo(ctx, out, acc_bits) -> None:
 @click.option("--recipe", "method", default="a2q+", show_default=True, type=click.Choice(["qat", "a2q", "a2q+"]))
 @click.option("--checkpoint", type=click.Path(), default=None, help="build this trained checkpoint")
 @click.option("--onnx", "onnx_file", type=click.Path(), default=None, help="build this QONNX graph")
-@click.option("--flow", default="auto", show_default=True, type=click.Choice(["auto", "estimate", "bitstream"]),
-              help="auto: bitstream when Vivado and Vitis HLS are found, else estimate")
+@click.option("--flow", default="auto", show_default=True, type=click.Choice(["auto", "estimate", "oss", "bitstream"]),
+              help="estimate: FINN reports only; oss: + Yosys synthesis of every RTL layer; bitstream: + Vivado "
+                   "(and Yosys); auto: bitstream when Vivado and Vitis HLS are found, else oss")
+@click.option("--lut-only", is_flag=True, help="Yosys without DSP inference (FINN's LUT-fabric MVAUs)")
 @click.option("--sizing", default="guaranteed", show_default=True, type=click.Choice(["guaranteed", "value", "int32"]),
               help="accumulator width: the certified P, the tighter value-based width, or INT32 (baseline)")
 @click.option("--target-fps", type=int, default=None, help="auto-folding target when no folding config ships")
@@ -135,7 +137,7 @@ def demo(ctx, out, acc_bits) -> None:
 @click.option("--runtime-weights", is_flag=True, help="runtime-writeable weights (FINN would size from datatypes)")
 @click.option("--from-step", default=None, help="resume an existing run folder from this step")
 @click.option("--out", type=click.Path(), default=None, help="run folder (default runs/<model>-<board>-P<acc-bits>)")
-def build(model, dataset, board, acc_bits, method, checkpoint, onnx_file, flow, sizing, target_fps, folding,
+def build(model, dataset, board, acc_bits, method, checkpoint, onnx_file, flow, lut_only, sizing, target_fps, folding,
           parity_samples, runtime_weights, from_step, out) -> None:
     """Build a FINN dataflow accelerator whose MVAU accumulators are sized to the certified P."""
     from a2qflow.build_flows import flow as flows
@@ -160,7 +162,8 @@ def build(model, dataset, board, acc_bits, method, checkpoint, onnx_file, flow, 
         graph = _fail_clean(lambda: flows.load_graph(onnx_file))
         ref, source = _fail_clean(lambda: reference.from_graph(graph, parity_samples))
     opts = flows.BuildOptions(board=board, flow=flow, sizing=sizing, target_fps=target_fps, folding=folding,
-                              model_name=model, from_step=from_step, runtime_weights=runtime_weights)
+                              model_name=model, from_step=from_step, runtime_weights=runtime_weights,
+                              lut_only=lut_only)
     console.print(f"building {onnx_file} for {board} (parity reference: {source})")
     run = _fail_clean(lambda: flows.build(onnx_file, out, ref, opts))
     console.print((out / "reports" / "summary.md").read_text())
@@ -170,21 +173,13 @@ def build(model, dataset, board, acc_bits, method, checkpoint, onnx_file, flow, 
     console.print(f"[green]build {run['status']}[/] ({run['flow']} flow, {run['wall_s']:.1f} s): {out}")
 
 
-def parse_acc_bits(text: str) -> tuple[int, ...]:
-    """`10:20` (inclusive), `10:20:2` (step) or `10,12,16`."""
+def _acc_bits_option(text: str) -> tuple[int, ...]:
+    from a2qflow.build_flows.compare import parse_acc_bits
+
     try:
-        if ":" in text:
-            parts = [int(v) for v in text.split(":")]
-            start, stop, step = (parts + [1])[:3] if len(parts) == 2 else parts
-            values = tuple(range(start, stop + 1, step))
-        else:
-            values = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if not values or any(not 2 <= v <= 64 for v in values):
-        raise click.BadParameter(f"{text!r}: expected START:STOP[:STEP] or a comma list of widths in 2..64",
-                                 param_hint="--acc-bits")
-    return values
+        return parse_acc_bits(text)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--acc-bits") from err
 
 
 @main.command("compare-acc")
@@ -200,8 +195,6 @@ def parse_acc_bits(text: str) -> tuple[int, ...]:
 @click.option("--out", type=click.Path(), default=None, help="default runs/compare-<model>-<board>")
 def compare_acc(model, dataset, board, acc_bits, recipes, seeds, float_epochs, qat_epochs, lut_only, out) -> None:
     """Train, export, build and synthesize (Yosys) each recipe x P x seed; LUT vs P and accuracy."""
-    from rich.progress import Progress
-
     from a2qflow.build_flows import compare
     from a2qflow.hw_configs import get_board
 
@@ -211,21 +204,74 @@ def compare_acc(model, dataset, board, acc_bits, recipes, seeds, float_epochs, q
     if bad:
         raise click.BadParameter(f"unknown recipe(s) {bad}; valid: qat, a2q, a2q+", param_hint="--recipes")
     spec = compare.GridSpec(model=model, dataset=dataset, board=board, recipes=recipe_list,
-                            acc_bits=parse_acc_bits(acc_bits), seeds=tuple(range(seeds)),
+                            acc_bits=_acc_bits_option(acc_bits), seeds=tuple(range(seeds)),
                             float_epochs=float_epochs, qat_epochs=qat_epochs, lut_only=lut_only)
     root = Path(out or f"runs/compare-{model}-{board}")
     root.mkdir(parents=True, exist_ok=True)
-    cells = spec.cells()
-    results = []
-    with Progress(console=console) as progress:
-        task = progress.add_task("compare-acc cells", total=len(cells))
-        for cell in cells:
-            progress.update(task, description=cell.key)
-            results.append(_fail_clean(lambda: compare.run_cell(cell, spec, root)))
-            progress.advance(task)
-    head = compare.write_outputs(results, root)
-    console.print((root / "summary.md").read_text())
-    console.print(f"results: {root / 'results.csv'}; headline: {head}")
+    results = compare.run_serial(spec.cells(), spec, root, console)
+    _finish_grid(compare.write_outputs(results, root), results, root)
+
+
+def _finish_grid(head: dict, results: list[dict], root: Path) -> None:
+    """Print a grid's summary; exit 1 when a cell failed (the others' results are written)."""
+    console.print((root / "summary.md").read_text(), markup=False)
+    console.print(f"results: {root / 'results.csv'}; headline: {head}", markup=False)
+    failed = [r for r in results if r.get("status") == "failed"]
+    if failed:
+        console.print(f"[red]error:[/] {len(failed)} cell(s) failed: " + "; ".join(r["key"] for r in failed))
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--grid", "grid_file", type=click.Path(), required=True, help="sweep YAML (GridSpec fields; "
+              "model/dataset/board may be lists)")
+@click.option("--scheduler", default=None, help="address of a running Dask scheduler (tcp://host:8786); "
+              "default: a LocalCluster sized to this machine")
+@click.option("--workers", type=int, default=None, help="LocalCluster workers (default: one per core)")
+@click.option("--out", type=click.Path(), default=None, help="default: the file's `out`, else runs/sweep-<file stem>")
+def sweep(grid_file, scheduler, workers, out) -> None:
+    """Run compare-acc cells of a sweep file as Dask tasks; same results as a serial run."""
+    from rich.progress import Progress
+
+    from a2qflow.build_flows import sweep as sweeps
+    from a2qflow.hw_configs import get_board
+
+    specs, file_out = _fail_clean(lambda: sweeps.load_sweep(grid_file))
+    for spec in specs:
+        _fail_clean(lambda: get_board(spec.board))
+    root = Path(out or file_out or f"runs/sweep-{Path(grid_file).stem}")
+    root.mkdir(parents=True, exist_ok=True)
+    jobs = sweeps.sweep_cells(specs)
+    from distributed import Client
+
+    client = Client(scheduler) if scheduler else sweeps.local_client(workers)
+    console.print(f"sweep: {len(jobs)} cells on {scheduler or 'a LocalCluster'} "
+                  f"({len(client.scheduler_info()['workers'])} workers) -> {root}")
+    try:
+        with Progress(console=console) as progress:
+            task = progress.add_task("sweep cells", total=len(jobs))
+
+            def done(row):
+                progress.update(task, advance=1, description=f"{row['key']}: {row.get('status', 'complete')}")
+
+            results = sweeps.run_dask(jobs, root.resolve(), client, done)
+    finally:
+        client.close()
+        if not scheduler:
+            client.cluster.close()
+    _finish_grid(sweeps.write_sweep_outputs(results, root, nested=len(specs) > 1), results, root)
+
+
+@main.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path())
+def report(runs) -> None:
+    """Regenerate the Markdown and HTML summary of build, compare-acc or sweep folders from
+    their JSON/CSV."""
+    from a2qflow.build_flows.report import regenerate
+
+    for run in runs:
+        summary = _fail_clean(lambda: regenerate(run))
+        console.print(f"wrote {summary} and {summary.with_suffix('.html')}")
 
 
 @main.command()

@@ -19,6 +19,23 @@ from pathlib import Path
 BASELINES = ("int32", "value")
 
 
+def parse_acc_bits(text: str) -> tuple[int, ...]:
+    """'10:20:2' (stop inclusive) or '10,12,16'."""
+    try:
+        if ":" in text:
+            start, stop, *step = (int(v) for v in text.split(":"))
+            if len(step) > 1:
+                raise ValueError(text)
+            values = tuple(range(start, stop + 1, step[0] if step else 1))
+        else:
+            values = tuple(int(v) for v in text.split(","))
+    except ValueError as err:
+        raise ValueError(f"accumulator widths {text!r}: expected START:STOP[:STEP] or a comma list") from err
+    if not values or min(values) < 2 or max(values) > 64:
+        raise ValueError(f"accumulator widths {text!r}: need at least one width, each in 2..64")
+    return values
+
+
 @dataclass(frozen=True)
 class Cell:
     model: str
@@ -47,6 +64,8 @@ class GridSpec:
     float_epochs: int = 10
     qat_epochs: int = 10
     lut_only: bool = False
+    torch_threads: int = 1    # fixed: float sums in training depend on the thread count, and a cell
+                              # must give the same numbers serially, on a Dask worker or elsewhere
     train_kwargs: dict = field(default_factory=dict)
 
     def cells(self) -> list[Cell]:
@@ -62,6 +81,8 @@ class GridSpec:
 
 
 def _train(cell: Cell, spec: GridSpec, root: Path) -> Path:
+    import torch
+
     from a2qflow.models.recipes import Recipe
     from a2qflow.models.train import TrainConfig, train
 
@@ -72,7 +93,12 @@ def _train(cell: Cell, spec: GridSpec, root: Path) -> Path:
     cfg = TrainConfig(model=cell.model, dataset=cell.dataset, recipe=recipe, seed=cell.seed,
                       float_epochs=spec.float_epochs, qat_epochs=spec.qat_epochs,
                       float_checkpoint=str(float_ckpt) if float_ckpt.is_file() else None, **spec.train_kwargs)
-    train(cfg, out)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(spec.torch_threads)
+    try:
+        train(cfg, out)
+    finally:
+        torch.set_num_threads(threads)
     if not float_ckpt.is_file() and (out / "float.pt").is_file():
         float_dir.mkdir(parents=True, exist_ok=True)
         (out / "float.pt").replace(float_ckpt)
@@ -81,13 +107,10 @@ def _train(cell: Cell, spec: GridSpec, root: Path) -> Path:
 
 def run_cell(cell: Cell, spec: GridSpec, root: str | Path) -> dict:
     """Train -> export -> build -> synthesize one cell; cached in cells/<key>/result.json."""
-    from a2qflow.hw_configs import get_board
     from a2qflow.models.export import export_checkpoint
 
-    from . import oss_synth, reference
+    from . import reference
     from .flow import BuildOptions, build
-    from .rtl import prepare_rtl
-    from .report import final_model
 
     root = Path(root)
     cell_dir = root / "cells" / cell.key
@@ -95,24 +118,63 @@ def run_cell(cell: Cell, spec: GridSpec, root: str | Path) -> dict:
     if done.is_file():
         return json.loads(done.read_text())
     t0 = time.perf_counter()
-    board = get_board(cell.board)
     ckpt = _train(cell, spec, root)
     onnx, _, _ = export_checkpoint(ckpt, cell_dir / "model.onnx", samples=100)
     run = build(str(onnx), cell_dir / "build", reference.from_checkpoint(ckpt, 16),
-                BuildOptions(board=cell.board, flow="estimate", sizing=cell.sizing, model_name=cell.model))
-    layers = prepare_rtl(final_model(cell_dir / "build"), board.part, board.clk_ns, cell_dir / "rtl")
-    synth = oss_synth.synthesize(layers, board.family, cell_dir / "synth", lut_only=spec.lut_only)
+                BuildOptions(board=cell.board, flow="oss", sizing=cell.sizing, model_name=cell.model,
+                             lut_only=spec.lut_only))
+    synth = json.loads((cell_dir / "build" / "reports" / "synth.json").read_text())
+    if synth["total"] is None:
+        raise ValueError(f"{cell.key}: no layer of the built graph has FINN-generated RTL to synthesize; "
+                         f"skipped: {synth['skipped']}")
     metrics = json.loads((ckpt.parent / "train.json").read_text())["metrics"]["quant"]
     sizing = json.loads((cell_dir / "build" / "reports" / "step_a2qflow_size_accumulators.json").read_text())
     result = {**asdict(cell), "key": cell.key, "accuracy": metrics.get("accuracy", metrics.get("psnr_db")),
               "metric": "accuracy" if "accuracy" in metrics else "psnr_db",
               "acc_widths": {s["node"]: s["acc"] for s in sizing},
-              "layers": [asdict(s) for s in synth],
-              "lut": sum(s.lut for s in synth), "ff": sum(s.ff for s in synth), "dsp": sum(s.dsp for s in synth),
-              "tool": f"{synth[0].tool} {synth[0].version}" if synth else None,
+              "layers": synth["layers"], "lut": synth["total"]["lut"], "ff": synth["total"]["ff"],
+              "dsp": synth["total"]["dsp"], "tool": synth["tool"],
               "build_status": run["status"], "seconds": time.perf_counter() - t0}
-    done.write_text(json.dumps(result, indent=1))
+    _write_atomic(done, result)
+    (cell_dir / "error.json").unlink(missing_ok=True)
     return result
+
+
+def attempt_cell(cell: Cell, spec: GridSpec, root: str | Path) -> dict:
+    """run_cell, a failure returned as a row (`status: failed`, the error) so that one bad cell
+    does not stop a grid. The error is kept in cells/<key>/error.json; no result.json is
+    written, so a rerun tries the cell again."""
+    try:
+        return {**run_cell(cell, spec, root), "status": "complete"}
+    except Exception as err:  # noqa: BLE001 - any failure of one cell is reported, not raised
+        row = {**asdict(cell), "key": cell.key, "status": "failed", "error": f"{type(err).__name__}: {err}"}
+        cell_dir = Path(root) / "cells" / cell.key
+        cell_dir.mkdir(parents=True, exist_ok=True)
+        _write_atomic(cell_dir / "error.json", row)
+        return row
+
+
+def _write_atomic(path: Path, data: dict) -> None:
+    """Write-then-rename: an interrupted write never leaves a file that looks finished."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)
+
+
+def run_serial(cells: list[Cell], spec: GridSpec, root: Path, console=None) -> list[dict]:
+    """Every cell in order, in this process; failures become rows. Progress is one line per
+    cell: a cell shows its own bars (training, Yosys), and rich allows one live display."""
+    from rich.console import Console
+
+    console = console or Console()
+    results = []
+    for i, cell in enumerate(cells, 1):
+        console.print(f"[bold]cell {i}/{len(cells)}[/]: {cell.key}")
+        row = attempt_cell(cell, spec, root)
+        console.print(f"cell {i}/{len(cells)} {row['status']}: {cell.key}"
+                      + (f" ({row['error']})" if row["status"] == "failed" else ""), markup=False)
+        results.append(row)
+    return results
 
 
 def aggregate(results: list[dict]) -> list[dict]:
@@ -144,24 +206,36 @@ def headline(rows: list[dict]) -> dict:
             "lut_ratio": base["lut"] / best["lut"] if best["lut"] else None}
 
 
-def write_outputs(results: list[dict], out: Path) -> dict:
-    from . import compare_plots
+CSV_FIELDS = ("key", "model", "dataset", "board", "recipe", "acc_bits", "seed", "sizing", "status", "accuracy",
+              "lut", "ff", "dsp", "tool", "error")
 
-    rows = aggregate(results)
-    head = headline(rows)
-    (out / "results.json").write_text(json.dumps({"cells": results, "summary": rows, "headline": head}, indent=1))
-    with (out / "results.csv").open("w", newline="") as f:
-        fields = ["key", "model", "dataset", "board", "recipe", "acc_bits", "seed", "sizing", "accuracy", "lut", "ff",
-                  "dsp", "tool"]
-        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+
+def write_csv(results: list[dict], path: Path) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(results)
-    plots = compare_plots.plot_all(results, rows, out)
-    (out / "summary.md").write_text(summary_markdown(rows, head, plots, results))
+
+
+def write_outputs(results: list[dict], out: Path) -> dict:
+    """results.json/csv, plots and summary.md from the cell rows (failed cells listed apart)."""
+    from . import compare_plots
+    from .report import write_summary
+
+    failed = [r for r in results if r.get("status") == "failed"]
+    results = [r for r in results if r.get("status") != "failed"]
+    rows = aggregate(results)
+    head = headline(rows)
+    (out / "results.json").write_text(json.dumps({"cells": results, "failed": failed, "summary": rows,
+                                                  "headline": head}, indent=1))
+    write_csv(results, out / "results.csv")
+    plots = compare_plots.plot_all(results, rows, out) if results else []
+    write_summary(out / "summary.md", summary_markdown(rows, head, plots, results, failed), "a2qflow compare-acc")
     return head
 
 
-def summary_markdown(rows: list[dict], head: dict, plots: list[Path], results: list[dict]) -> str:
+def summary_markdown(rows: list[dict], head: dict, plots: list[Path], results: list[dict],
+                     failed: list[dict] = ()) -> str:
     tool = next((r["tool"] for r in results if r.get("tool")), "yosys")
     lines = ["# LUT usage against accumulator width", "",
              f"LUTs: {tool} `synth_xilinx`, all MVAU/VVAU and thresholding layers; accuracy: test split, "
@@ -176,5 +250,8 @@ def summary_markdown(rows: list[dict], head: dict, plots: list[Path], results: l
     for r in rows:
         lines.append(f"| {r['recipe']} | {r['acc_bits'] or '-'} | {r['sizing']} | {r['seeds']} | "
                      f"{r['accuracy']:.2f} ± {r['accuracy_std']:.2f} | {r['lut']:.0f} | {r['ff']:.0f} | {r['dsp']:.0f} |")
+    if failed:
+        lines += ["", f"**{len(failed)} cell(s) failed** (not in the table):", ""]
+        lines += [f"- `{r['key']}`: {r['error']}" for r in failed]
     lines += [""] + [f"![{p.stem}]({p.name})" for p in plots if p.suffix == ".png"]
     return "\n".join(lines) + "\n"

@@ -46,6 +46,11 @@ def prepare_finn(build_dir: str | Path | None = None) -> None:
     # FINN otherwise creates and reads ~/.finn/settings.yaml
     os.environ.setdefault("FINN_SETTINGS", str(build_dir / "finn_settings.yaml"))
     if _PREPARED:
+        # FINN reads its settings once per process: point them at this build's folder, or a
+        # second build in the same process (compare-acc, tests) writes into the first's
+        from finn.util.settings import get_settings
+
+        get_settings().finn_build_dir = build_dir
         return
     import finn.xsi
     from finn.util import settings

@@ -30,9 +30,10 @@ from a2qflow.hw_configs import Board, folding_config, get_board
 from . import certificate, finn_env, report
 from .model_steps import streamline_step_for
 from .sizing import SIZING_MODES, attach_weight_keys
-from .steps import BuildContext, check_overflow, runtime_writeable_weights, size_accumulators, with_parity
+from .steps import BuildContext, apply_folding, check_overflow, oss_synthesis, runtime_writeable_weights, size_accumulators, with_parity
 
-FLOWS = ("auto", "estimate", "bitstream")
+FLOWS = ("auto", "estimate", "oss", "bitstream")
+DEFAULT_TARGET_FPS = 100_000
 PYTHON_EXEC_STEPS = ("step_qonnx_to_finn", "step_tidy_up", "step_streamline", "step_convert_to_hw")
 BITSTREAM_STEPS = ("step_assign_ddr_weight_offsets", "step_generate_hardware", "step_create_stitched_ip",
                    "step_measure_rtlsim_performance", "step_out_of_context_synthesis", "step_prepare_synthesis",
@@ -54,6 +55,7 @@ class BuildOptions:
     from_step: str | None = None
     overflow_samples: int = 64
     runtime_weights: bool = False        # runtime-writeable weights (FINN then sizes from datatypes)
+    lut_only: bool = False               # oss flow: synthesize without DSP inference
 
 
 def resolve_flow(flow: str) -> tuple[str, list[str]]:
@@ -65,14 +67,16 @@ def resolve_flow(flow: str) -> tuple[str, list[str]]:
         raise BuildError("--flow bitstream needs Vivado and Vitis HLS (XILINX_VIVADO set, vivado and vitis_hls on "
                          "PATH); use --flow estimate or auto")
     if flow == "auto":
-        flow = "bitstream" if tools else "estimate"
+        flow = "bitstream" if tools else "oss"
     skipped = [] if flow == "bitstream" else [
         f"{s}: needs Vivado/Vitis HLS (XILINX_VIVADO {'unset' if not finn_env.vivado_available() else 'set'}, "
         f"vitis_hls {'missing' if not finn_env.vitis_hls_available() else 'found'})" for s in BITSTREAM_STEPS]
     return flow, skipped
 
 
-def step_list(ctx: BuildContext, flow: str, streamline: str | Callable = "step_streamline") -> list:
+def step_list(ctx: BuildContext, flow: str, streamline: str | Callable = "step_streamline",
+              folding_user_given: bool = False, target_fps: int | None = None, board: Board | None = None,
+              lut_only: bool = False) -> list:
     """FINN's default step sequence with a2qflow's steps inserted (same names as FINN's);
     `streamline` replaces FINN's streamline step for graphs that need more (model_steps)."""
     front = [streamline if s == "step_streamline" else s for s in PYTHON_EXEC_STEPS]
@@ -80,7 +84,7 @@ def step_list(ctx: BuildContext, flow: str, streamline: str | Callable = "step_s
     steps += ["step_minimize_bit_width_initial",
               size_accumulators(ctx, "step_a2qflow_size_accumulators_initial", capture_inputs=True),
               "step_create_dataflow_partition", "step_specialize_layers", "step_target_fps_parallelization",
-              "step_apply_folding_config"]
+              apply_folding(ctx, folding_user_given, target_fps or DEFAULT_TARGET_FPS)]
     if ctx.runtime_weights:
         steps.append(runtime_writeable_weights(ctx))
     steps += ["step_minimize_bit_width",
@@ -88,6 +92,8 @@ def step_list(ctx: BuildContext, flow: str, streamline: str | Callable = "step_s
               check_overflow(ctx), "step_transpose_decomposition", "step_generate_estimate_reports"]
     if flow == "bitstream":
         steps += list(BITSTREAM_STEPS)
+    if flow in ("oss", "bitstream"):  # with Vivado too: Yosys and Vivado numbers side by side
+        steps.append(oss_synthesis(ctx, (board or get_board("Pynq-Z2")).family, lut_only))
     return steps
 
 
@@ -107,7 +113,7 @@ def dataflow_config(board: Board, out: Path, flow: str, steps: list, opts: Build
         output_dir=str(out / "finn"), synth_clk_period_ns=board.clk_ns, board=board.name, fpga_part=board.part,
         shell_flow_type=ShellFlowType(board.shell_flow), generate_outputs=outputs, steps=steps,
         folding_config_file=str(folding) if folding else None,
-        target_fps=None if folding else (opts.target_fps or 100_000),
+        target_fps=None if folding else (opts.target_fps or DEFAULT_TARGET_FPS),
         standalone_thresholds=True, save_intermediate_models=True, start_step=opts.from_step)
 
 
@@ -159,7 +165,8 @@ def build(onnx_path: str | Path, out: str | Path, reference: tuple[np.ndarray, n
 
     ctx = BuildContext(out, records, x, expected, classification, opts.sizing, opts.overflow_samples,
                        opts.runtime_weights)
-    steps = step_list(ctx, flow, streamline_step_for(opts.model_name, graph))
+    steps = step_list(ctx, flow, streamline_step_for(opts.model_name, graph), opts.folding is not None,
+                      opts.target_fps, board, opts.lut_only)
     if opts.from_step and opts.from_step not in step_names(steps):
         raise ValueError(f"--from-step {opts.from_step!r} is not a step of this flow; steps: {', '.join(step_names(steps))}")
     run = {"status": "running", "input": str(onnx_path), "board": board.name, "part": board.part,
@@ -171,6 +178,8 @@ def build(onnx_path: str | Path, out: str | Path, reference: tuple[np.ndarray, n
     stdout, stderr = sys.stdout, sys.stderr
     try:
         code = build_dataflow_cfg(str(out / "model.qonnx"), dataflow_config(board, out, flow, steps, opts))
+    except Exception as err:  # some errors escape FINN's builder; the run folder must still say failed
+        code, ctx.error = -1, ctx.error or err
     finally:  # FINN's builder redirects both into its log and leaves them so
         sys.stdout, sys.stderr = stdout, stderr
     run["wall_s"] = time.perf_counter() - t0

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import html
 import json
 from pathlib import Path
 
@@ -50,6 +51,24 @@ def layer_rows(out: Path) -> list[dict]:
     return rows
 
 
+def synthesis_rows(out: Path) -> list[dict]:
+    """Per-layer synthesis results with a `tool` column: Yosys (reports/synth.json, the oss
+    step) and, after a bitstream build, Vivado (FINN's post_synth_resources.json)."""
+    rows = []
+    yosys = _load(out / "reports" / "synth.json")
+    for r in (yosys or {}).get("layers", []):
+        rows.append({"tool": r["version"].split(" (")[0], "node": r["node"], "acc_bits": r["acc_bits"],
+                     "LUT": r["lut"], "FF": r["ff"], "CARRY": r["carry"], "DSP": r["dsp"], "BRAM18": r["bram18"],
+                     "LUTRAM": r["lutram"], "seconds": r["seconds"]})
+    vivado = _load(out / "finn" / "report" / "post_synth_resources.json", {})
+    for node, res in vivado.items():
+        if isinstance(res, dict) and node != "(top)":
+            rows.append({"tool": "Vivado", "node": node, "acc_bits": None, "LUT": res.get("LUT"),
+                         "FF": res.get("FF"), "CARRY": res.get("CARRY"), "DSP": res.get("DSP"),
+                         "BRAM18": res.get("BRAM_18K"), "LUTRAM": res.get("LUTRAM"), "seconds": None})
+    return rows
+
+
 def write_reports(out: Path, board: Board, run: dict) -> dict:
     rows = layer_rows(out)
     finn_report = out / "finn" / "report"
@@ -62,14 +81,17 @@ def write_reports(out: Path, board: Board, run: dict) -> dict:
            "estimated_totals": totals, "budget": board.resources,
            "estimated_fps": perf.get("estimated_throughput_fps"),
            "estimated_latency_us": perf["estimated_latency_ns"] / 1000 if "estimated_latency_ns" in perf else None,
-           "parity": _load(out / "reports" / "parity.json", []), "skipped": run["skipped"]}
+           "parity": _load(out / "reports" / "parity.json", []), "skipped": run["skipped"],
+           "folding": _load(out / "reports" / "folding.json", {}),
+           "synthesis": synthesis_rows(out),
+           "synthesis_skipped": (_load(out / "reports" / "synth.json") or {}).get("skipped", [])}
     (out / "reports" / "layers.json").write_text(json.dumps(doc, indent=1))
     if rows:
         with (out / "reports" / "layers.csv").open("w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
-    (out / "reports" / "summary.md").write_text(markdown(doc))
+    write_summary(out / "reports" / "summary.md", markdown(doc), f"a2qflow build {out.name}")
     return doc
 
 
@@ -87,14 +109,79 @@ def markdown(doc: dict) -> str:
     lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in doc["layers"]:
         lines.append("| " + " | ".join("-" if r.get(c) is None else str(r.get(c)) for c in cols) + " |")
+    folding = doc.get("folding", {})
+    if folding.get("why"):
+        lines += ["", f"Folding: FINN target-FPS auto-folding ({folding['target_fps']} FPS) because {folding['why']}."]
+    elif folding.get("file"):
+        lines += ["", f"Folding: {folding['file']} (checked against the graph)."]
     t, b = doc["estimated_totals"], doc["budget"]
     lines += ["", f"FINN estimates (all HW layers): {t['LUT']:.0f} LUT ({100 * t['LUT'] / b['LUT']:.1f}% of {b['LUT']}), "
               f"{t['BRAM_18K']} BRAM18, {t['DSP']} DSP.",
               f"Estimated throughput {doc['estimated_fps']:.0f} FPS, latency {doc['estimated_latency_us']:.2f} µs "
               f"at the board clock." if doc["estimated_fps"] else "No performance estimate.", ""]
+    lines += synthesis_markdown(doc.get("synthesis", []), doc.get("synthesis_skipped", []))
     if doc["parity"]:
         lines += ["Parity with the trained model (python execution): " + ", ".join(
             f"{p['stage']} {'ok' if p['passed'] else 'FAIL'} ({p['max_abs_error']:.1e})" for p in doc["parity"]), ""]
     if doc["skipped"]:
         lines += ["Skipped stages:", *[f"- {s}" for s in doc["skipped"]], ""]
     return "\n".join(lines)
+
+
+def synthesis_markdown(rows: list[dict], skipped: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    cols = ["tool", "node", "acc_bits", "LUT", "FF", "CARRY", "DSP", "BRAM18", "LUTRAM"]
+    lines = ["Synthesis per layer (real tool output, not estimates):", "",
+             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        lines.append("| " + " | ".join("-" if r.get(c) is None else str(r.get(c)) for c in cols) + " |")
+    for tool in dict.fromkeys(r["tool"] for r in rows):
+        mine = [r for r in rows if r["tool"] == tool]
+        lines.append(f"\n{tool} total: " + ", ".join(f"{sum(r[k] or 0 for r in mine)} {k}" for k in ("LUT", "FF", "DSP")))
+    if skipped:
+        lines += ["", "Not synthesized: " + "; ".join(f"{s['node']} ({s['reason']})" for s in skipped)]
+    return lines + [""]
+
+
+PAGE_STYLE = ("body{font-family:sans-serif;max-width:75em;margin:2em auto;padding:0 1em}"
+              "table{border-collapse:collapse;font-size:90%}td,th{border:1px solid #ccc;padding:2px 6px}"
+              "img{max-width:100%}")
+
+
+def write_summary(path: Path, text: str, title: str) -> None:
+    """summary.md and, beside it, the same as a static summary.html (plots linked, not copied)."""
+    from markdown_it import MarkdownIt
+
+    path.write_text(text)
+    body = MarkdownIt("commonmark").enable("table").render(text)
+    path.with_suffix(".html").write_text(
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{PAGE_STYLE}</style></head><body>{body}</body></html>\n")
+
+
+def regenerate(path: str | Path) -> Path:
+    """Rewrite the Markdown/HTML summary of a run folder from its JSON/CSV: a build
+    (run.json), a compare-acc grid (results.json) or a sweep of several grids."""
+    from a2qflow.hw_configs import get_board
+
+    from . import compare, sweep
+
+    path = Path(path)
+    if (path / "results.json").is_file():
+        doc = _load(path / "results.json")
+        compare.write_outputs(doc["cells"] + doc.get("failed", []), path)
+        return path / "summary.md"
+    grids = sorted(p.parent for p in path.glob("*/results.json"))
+    if grids:
+        rows = [r for g in grids for d in [_load(g / "results.json")] for r in d["cells"] + d.get("failed", [])]
+        sweep.write_sweep_outputs(rows, path, nested=True)
+        return path / "summary.md"
+    run = _load(path / "run.json")
+    if run is None:
+        raise FileNotFoundError(f"{path}: not a run folder (no run.json, results.json or grid folders)")
+    if run.get("status") != "complete":
+        raise ValueError(f"{path}: the build's status is {run.get('status')!r}; a report is only written for a "
+                         f"complete build{': ' + run['error'] if run.get('error') else ''}")
+    write_reports(path, get_board(run["board"]), run)
+    return path / "reports" / "summary.md"

@@ -89,6 +89,11 @@ class RtlLayer:
         return cls(**{**d, "dir": Path(d["dir"])})
 
 
+def skipped_layers(out_dir: str | Path) -> list[dict]:
+    """The HW nodes a previous `prepare_rtl` had no RTL for, with why."""
+    return json.loads((Path(out_dir) / MANIFEST).read_text())["skipped"]
+
+
 def load_layers(out_dir: str | Path) -> list[RtlLayer]:
     """The layers a previous `prepare_rtl` wrote into out_dir."""
     data = json.loads((Path(out_dir) / MANIFEST).read_text())

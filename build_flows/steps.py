@@ -143,6 +143,35 @@ def runtime_writeable_weights(ctx: BuildContext) -> Step:
     return _failing(ctx, _named("step_a2qflow_runtime_writeable_weights", run))
 
 
+def apply_folding(ctx: BuildContext, user_given: bool, fallback_fps: int) -> Step:
+    """FINN's step_apply_folding_config, after checking the file against this graph: FINN would
+    otherwise fail late (PE not dividing MH) or silently leave a renamed layer unfolded.
+    A file the user gave that does not fit is refused (file, node, field); a shipped default
+    written for the model's standard layer sizes falls back to target-FPS auto-folding
+    (a narrower or shallower variant of the net), and reports/folding.json says so."""
+    from finn.builder.build_dataflow_steps import step_apply_folding_config, step_target_fps_parallelization
+
+    from a2qflow.hw_configs import check_folding, layer_dims_from_model
+
+    def run(model, cfg):
+        path = cfg.folding_config_file
+        if path is None:
+            ctx.write("folding.json", {"folding": "target_fps", "target_fps": cfg.target_fps})
+            return model
+        try:
+            check_folding(path, layer_dims_from_model(model))
+        except ValueError as err:
+            if user_given:
+                raise ValueError(f"folding config does not fit this graph: {err}") from err
+            ctx.write("folding.json", {"folding": "target_fps", "target_fps": fallback_fps, "shipped_config": path,
+                                       "why": f"the shipped config does not fit this graph: {err}"})
+            cfg.folding_config_file, cfg.target_fps = None, fallback_fps
+            return step_target_fps_parallelization(model, cfg)
+        ctx.write("folding.json", {"folding": "file", "file": path, "user_given": user_given})
+        return step_apply_folding_config(model, cfg)
+    return _failing(ctx, _named("step_apply_folding_config", run))
+
+
 def check_overflow(ctx: BuildContext) -> Step:
     def run(model, cfg):
         results = ctx.timed(overflow.check_model, model, ctx.report_dir)
@@ -150,6 +179,26 @@ def check_overflow(ctx: BuildContext) -> Step:
         overflow.raise_on_wrap(results)
         return model
     return _failing(ctx, _named("step_a2qflow_check_overflow", run))
+
+
+def oss_synthesis(ctx: BuildContext, family: str, lut_only: bool) -> Step:
+    """Yosys synth_xilinx of the RTL FINN generates for every MVAU/VVAU/Thresholding RTL layer
+    (build_flows.rtl + oss_synth): RTL in <run>/rtl, logs in <run>/synth, reports/synth.json.
+    HLS layers have no FINN-generated RTL without Vitis HLS; they are listed as skipped."""
+    from .oss_synth import synthesize
+    from .rtl import prepare_rtl, skipped_layers
+
+    def run(model, cfg):
+        rtl_dir = ctx.run_dir / "rtl"
+        layers = prepare_rtl(model, cfg.fpga_part, cfg.synth_clk_period_ns, rtl_dir)
+        results = synthesize(layers, family, ctx.run_dir / "synth", lut_only=lut_only, progress=len(layers) > 1)
+        ctx.write("synth.json", {"family": family, "lut_only": lut_only,
+                                 "tool": results[0].version if results else None,
+                                 "layers": [r.to_dict() for r in results],
+                                 "total": results.total.to_dict() if results else None,
+                                 "skipped": skipped_layers(rtl_dir)})
+        return model
+    return _failing(ctx, _named("step_a2qflow_oss_synthesis", run))
 
 
 def dot_product_nodes(model: ModelWrapper) -> list:

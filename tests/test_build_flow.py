@@ -175,3 +175,42 @@ def test_vivado_branch_runs_finns_bitstream_steps(tfc_a2qplus, monkeypatch, tmp_
     assert flow.resolve_flow("auto")[0] == "estimate"
     with pytest.raises(flow.BuildError, match="needs Vivado"):
         flow.resolve_flow("bitstream")
+
+
+def test_shipped_folding_checked_against_the_graph(tfc_build):
+    run_dir, _ = tfc_build
+    folding = json.loads((run_dir / "reports" / "folding.json").read_text())
+    assert folding["folding"] == "file" and folding["file"].endswith("tfc/Pynq-Z2.json") and not folding["user_given"]
+
+
+def test_user_folding_that_does_not_fit_is_refused_naming_node(tfc_a2qplus_onnx, tmp_path):
+    bad = tmp_path / "fold.json"
+    bad.write_text(json.dumps({"Defaults": {}, "MVAU_rtl_0": {"PE": 7, "SIMD": 8}}))
+    result = CliRunner().invoke(main, ["build", "--onnx", str(tfc_a2qplus_onnx), "--flow", "estimate",
+                                       "--folding", str(bad), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1
+    assert "folding config does not fit this graph" in result.output and "MVAU_rtl_0" in result.output
+    assert "PE=7" in result.output and "fold.json" in result.output
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "failed"
+
+
+def test_second_build_in_one_process_uses_its_own_finn_folder(tmp_path):
+    from finn.util.basic import make_build_dir
+
+    finn_env.prepare_finn(tmp_path / "a")
+    finn_env.prepare_finn(tmp_path / "b")
+    assert str(make_build_dir("x_")).startswith(str((tmp_path / "b").resolve()))
+
+
+def test_report_regenerates_a_build_summary_and_refuses_failed_runs(tfc_build, tmp_path):
+    from a2qflow.build_flows.report import regenerate
+
+    run_dir, _ = tfc_build
+    summary = run_dir / "reports" / "summary.md"
+    before = summary.read_text()
+    summary.unlink()
+    assert regenerate(run_dir) == summary and summary.read_text() == before
+    assert "<table>" in summary.with_suffix(".html").read_text()
+    (tmp_path / "run.json").write_text(json.dumps({"status": "failed", "error": "ParityError: x"}))
+    with pytest.raises(ValueError, match="status is 'failed'.*ParityError"):
+        regenerate(tmp_path)

@@ -1,0 +1,116 @@
+"""compare-acc grids and Dask sweeps (build_flows.compare, build_flows.sweep).
+
+The slow test runs real cells (train -> export -> FINN build -> Yosys) of a tiny TFC
+(one hidden layer of 16) on digits: serially, then on a Dask LocalCluster."""
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from a2qflow.build_flows import compare, sweep
+from a2qflow.cli import main
+
+TINY = {"model_kwargs": {"hidden": [16], "depth": 1}}
+
+
+def test_parse_acc_bits():
+    assert compare.parse_acc_bits("10:14") == (10, 11, 12, 13, 14)
+    assert compare.parse_acc_bits("10:16:3") == (10, 13, 16)
+    assert compare.parse_acc_bits("12,16") == (12, 16)
+    for bad in ("", "x", "1:4", "10:20:2:1", "70", "12,,16"):
+        with pytest.raises(ValueError, match="accumulator widths"):
+            compare.parse_acc_bits(bad)
+
+
+def test_grid_cells_have_baselines_for_qat_only():
+    spec = compare.GridSpec(recipes=("qat", "a2q+"), acc_bits=(12, 14), seeds=(0, 1))
+    cells = spec.cells()
+    assert len(cells) == 2 * (2 + 2)
+    assert {c.sizing for c in cells if c.recipe == "qat"} == {"int32", "value"}
+    assert {c.acc_bits for c in cells if c.recipe == "a2q+"} == {12, 14}
+    assert len({c.key for c in cells}) == len(cells)
+
+
+def test_sweep_file_product_and_fields(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("model: tfc\ndataset: digits\nboard: [Pynq-Z2, ZCU104]\nrecipes: [a2q, a2q+]\n"
+                    "acc_bits: '10:14:2'\nseeds: 2\nout: somewhere\n")
+    specs, out = sweep.load_sweep(path)
+    assert [s.board for s in specs] == ["Pynq-Z2", "ZCU104"] and str(out) == "somewhere"
+    assert specs[0].acc_bits == (10, 12, 14) and specs[0].seeds == (0, 1) and specs[0].recipes == ("a2q", "a2q+")
+    assert len(sweep.sweep_cells(specs)) == 2 * 2 * 3 * 2
+
+
+@pytest.mark.parametrize("text, field", [("modle: tfc\n", "modle"), ("recipes: [a2q, a3q]\n", "recipes"),
+                                         ("acc_bits: [12, x]\n", "acc_bits"), ("- a\n- b\n", "mapping")])
+def test_bad_sweep_file_names_the_field(tmp_path, text, field):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(sweep.SweepFileError, match=field) as err:
+        sweep.load_sweep(path)
+    assert "bad.yaml" in str(err.value)
+
+
+def test_summary_lists_failed_cells_and_headline(tmp_path):
+    """Aggregation and the headline ratio from hand-made rows (no tools involved)."""
+    base = {"model": "tfc", "dataset": "digits", "board": "Pynq-Z2", "seed": 0, "ff": 1, "dsp": 0, "tool": "Yosys"}
+    rows = [{**base, "key": "i", "recipe": "qat", "acc_bits": None, "sizing": "int32", "accuracy": 97.0, "lut": 1000},
+            {**base, "key": "a", "recipe": "a2q+", "acc_bits": 10, "sizing": "guaranteed", "accuracy": 80.0, "lut": 500},
+            {**base, "key": "b", "recipe": "a2q+", "acc_bits": 12, "sizing": "guaranteed", "accuracy": 96.5, "lut": 600},
+            {**base, "key": "c", "recipe": "a2q+", "acc_bits": 14, "sizing": "guaranteed", "accuracy": 97.0, "lut": 700},
+            {**base, "key": "f", "recipe": "a2q", "acc_bits": 12, "sizing": "guaranteed", "status": "failed",
+             "error": "DatasetError: nope"}]
+    for r in rows[:4]:
+        r["layers"] = [{"node": "MVAU_rtl_0", "lut": r["lut"] // 2}, {"node": "MVAU_rtl_1", "lut": r["lut"] // 2}]
+    head = compare.write_outputs(rows, tmp_path)
+    assert head["smallest_p"] == 12 and head["lut_ratio"] == pytest.approx(1000 / 600)
+    summary = (tmp_path / "summary.md").read_text()
+    assert "1.67x fewer" in summary and "1 cell(s) failed" in summary and "DatasetError: nope" in summary
+    assert [r["key"] for r in csv.DictReader((tmp_path / "results.csv").open())] == ["i", "a", "b", "c"]
+    for name in ("lut_vs_p", "accuracy_vs_p", "pareto"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 1000 and (tmp_path / f"{name}.svg").is_file()
+    (tmp_path / "summary.md").unlink()
+    (tmp_path / "summary.html").unlink()
+    result = CliRunner().invoke(main, ["report", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "summary.md").read_text() == summary
+    assert "<table>" in (tmp_path / "summary.html").read_text()
+
+
+@pytest.mark.slow
+def test_dask_sweep_equals_serial_skips_finished_and_reports_failures(tmp_path):
+    spec = compare.GridSpec(recipes=("a2q", "a2q+"), acc_bits=(12,), float_epochs=2, qat_epochs=2,
+                            train_kwargs=TINY)
+    serial = compare.run_serial(spec.cells(), spec, tmp_path / "serial")
+    assert all(r["status"] == "complete" for r in serial), serial
+    head = compare.write_outputs(serial, tmp_path / "serial")
+    assert (tmp_path / "serial" / "summary.md").is_file() and head == {}   # no INT32 baseline in this grid
+    for r in serial:
+        assert r["lut"] > 0 and r["tool"].startswith("Yosys") and set(r["acc_widths"].values()) == {"INT12"}
+
+    broken = compare.GridSpec(dataset="no-such-dataset", recipes=("a2q+",), acc_bits=(12,), train_kwargs=TINY)
+    jobs = sweep.sweep_cells([spec, broken])
+    root = tmp_path / "dask"
+    client = sweep.local_client(2)
+    try:
+        rows = sweep.run_dask(jobs, root, client)
+        finished = {p: p.stat().st_mtime_ns for p in root.glob("cells/*/result.json")}
+        again = sweep.run_dask(jobs, root, client)
+    finally:
+        client.close()
+        client.cluster.close()
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert [r["dataset"] for r in failed] == ["no-such-dataset"] and "no-such-dataset" in failed[0]["error"]
+    done = {r["key"]: r for r in rows if r["status"] == "complete"}
+    for r in serial:
+        d = done[r["key"]]
+        assert (d["accuracy"], d["lut"], d["ff"], d["dsp"], d["acc_widths"]) == \
+            (r["accuracy"], r["lut"], r["ff"], r["dsp"], r["acc_widths"])
+    assert {p: p.stat().st_mtime_ns for p in root.glob("cells/*/result.json")} == finished   # skipped, not redone
+    assert [r["key"] for r in again] == [r["key"] for r in rows]
+    sweep.write_sweep_outputs(rows, root, nested=True)
+    assert "tfc-digits-Pynq-Z2" in (root / "summary.md").read_text()
+    assert json.loads((root / "tfc-no-such-dataset-Pynq-Z2" / "results.json").read_text())["failed"]
