@@ -30,7 +30,7 @@ from a2qflow.hw_configs import Board, folding_config, get_board
 from . import certificate, finn_env, report
 from .model_steps import streamline_step_for
 from .sizing import SIZING_MODES, attach_weight_keys
-from .steps import BuildContext, apply_folding, check_overflow, oss_synthesis, runtime_writeable_weights, size_accumulators, with_parity
+from .steps import BuildContext, apply_folding, check_overflow, oss_synthesis, rtl_simulation, runtime_writeable_weights, size_accumulators, with_parity
 
 FLOWS = ("auto", "estimate", "oss", "bitstream")
 DEFAULT_TARGET_FPS = 100_000
@@ -56,6 +56,7 @@ class BuildOptions:
     overflow_samples: int = 64
     runtime_weights: bool = False        # runtime-writeable weights (FINN then sizes from datatypes)
     lut_only: bool = False               # oss flow: synthesize without DSP inference
+    package: bool = True                 # write <run>/package (deployment package, build_flows.package)
 
 
 def resolve_flow(flow: str) -> tuple[str, list[str]]:
@@ -93,7 +94,7 @@ def step_list(ctx: BuildContext, flow: str, streamline: str | Callable = "step_s
     if flow == "bitstream":
         steps += list(BITSTREAM_STEPS)
     if flow in ("oss", "bitstream"):  # with Vivado too: Yosys and Vivado numbers side by side
-        steps.append(oss_synthesis(ctx, (board or get_board("Pynq-Z2")).family, lut_only))
+        steps += [oss_synthesis(ctx, (board or get_board("Pynq-Z2")).family, lut_only), rtl_simulation(ctx)]
     return steps
 
 
@@ -194,9 +195,20 @@ def build(onnx_path: str | Path, out: str | Path, reference: tuple[np.ndarray, n
             raise ctx.error
         raise BuildError(run["error"])
     report.write_reports(out, board, run)
+    if opts.package:
+        _package(out, board, run)
     run["status"] = "complete"
     _write_run(out, run)
     return run
+
+
+def _package(out: Path, board: Board, run: dict) -> None:
+    from .package import PackageError, package_run
+
+    try:
+        run["package"] = str(package_run(out, board, require_complete=False))
+    except PackageError as err:  # e.g. CPU-side ops around the accelerator the board driver cannot apply
+        run["skipped"].append(f"deployment package: {err}")
 
 
 def _reports(out: Path) -> Path:

@@ -84,6 +84,7 @@ def write_reports(out: Path, board: Board, run: dict) -> dict:
            "parity": _load(out / "reports" / "parity.json", []), "skipped": run["skipped"],
            "folding": _load(out / "reports" / "folding.json", {}),
            "synthesis": synthesis_rows(out),
+           "rtl_sim": _load(out / "reports" / "rtl_sim.json"),
            "synthesis_skipped": (_load(out / "reports" / "synth.json") or {}).get("skipped", [])}
     (out / "reports" / "layers.json").write_text(json.dumps(doc, indent=1))
     if rows:
@@ -120,6 +121,7 @@ def markdown(doc: dict) -> str:
               f"Estimated throughput {doc['estimated_fps']:.0f} FPS, latency {doc['estimated_latency_us']:.2f} µs "
               f"at the board clock." if doc["estimated_fps"] else "No performance estimate.", ""]
     lines += synthesis_markdown(doc.get("synthesis", []), doc.get("synthesis_skipped", []))
+    lines += rtl_sim_markdown(doc.get("rtl_sim"))
     if doc["parity"]:
         lines += ["Parity with the trained model (python execution): " + ", ".join(
             f"{p['stage']} {'ok' if p['passed'] else 'FAIL'} ({p['max_abs_error']:.1e})" for p in doc["parity"]), ""]
@@ -141,6 +143,20 @@ def synthesis_markdown(rows: list[dict], skipped: list[dict]) -> list[str]:
         lines.append(f"\n{tool} total: " + ", ".join(f"{sum(r[k] or 0 for r in mine)} {k}" for k in ("LUT", "FF", "DSP")))
     if skipped:
         lines += ["", "Not synthesized: " + "; ".join(f"{s['node']} ({s['reason']})" for s in skipped)]
+    return lines + [""]
+
+
+def rtl_sim_markdown(reports) -> list[str]:
+    if reports is None:
+        return []
+    if isinstance(reports, dict):
+        return [f"RTL simulation skipped: {reports['skipped']}", ""]
+    ran = [r for r in reports if "skipped" not in r]
+    lines = [f"RTL simulation (Verilator, FINN-generated RTL vs python execution): {len(ran)} runs, "
+             f"{sum(r['elements'] for r in ran)} outputs, {sum(r['mismatches'] for r in ran)} mismatches, "
+             f"{min((r['cycles_per_s'] for r in ran), default=0) / 1e6:.1f}-"
+             f"{max((r['cycles_per_s'] for r in ran), default=0) / 1e6:.1f} M cycles/s."]
+    lines += [f"- not simulated: {r['layer']} ({r['skipped']})" for r in reports if "skipped" in r]
     return lines + [""]
 
 

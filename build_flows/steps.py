@@ -201,6 +201,32 @@ def oss_synthesis(ctx: BuildContext, family: str, lut_only: bool) -> Step:
     return _failing(ctx, _named("step_a2qflow_oss_synthesis", run))
 
 
+class RtlMismatch(RuntimeError):
+    """FINN's generated RTL computes something else than FINN's python execution of the layer."""
+
+
+def rtl_simulation(ctx: BuildContext) -> Step:
+    """Verilator simulation of every layer the oss step synthesized (build_flows.rtl_sim):
+    random inputs with stream stalls and per-channel worst-case inputs, compared with the
+    layer's python execution; any mismatch stops the build. reports/rtl_sim.json."""
+    from .rtl import load_layers
+    from .rtl_sim import missing_tools, verify_rtl
+
+    def run(model, cfg):
+        missing = missing_tools()
+        if missing:
+            ctx.write("rtl_sim.json", {"skipped": f"Verilator needs {', '.join(missing)} (Debian: perl make g++)"})
+            return model
+        reports = ctx.timed(verify_rtl, model, load_layers(ctx.run_dir / "rtl"), 256, 0,
+                            ctx.report_dir / "rtl_sim.json")
+        bad = [r for r in reports if "skipped" not in r and not r["passed"]]
+        if bad:
+            raise RtlMismatch("RTL simulation differs from python execution: " + "; ".join(
+                f"{r['layer']} ({r['inputs']} inputs): {r['mismatches']} of {r['elements']} outputs" for r in bad))
+        return model
+    return _failing(ctx, _named("step_a2qflow_rtl_simulation", run))
+
+
 def dot_product_nodes(model: ModelWrapper) -> list:
     return [n for n in model.graph.node if is_dot_product_node(n)]
 
