@@ -113,8 +113,13 @@ def _export(checkpoint, out, samples):
 @click.pass_context
 def demo(ctx, out, acc_bits) -> None:
     """The embedded default: TFC on the bundled digits, A2Q+ at P bits, trained, exported,
-    certified and built for Pynq-Z2."""
+    certified, built for Pynq-Z2 (with Yosys synthesis when Vivado is absent), packaged and
+    benchmarked on the simulated board."""
     ctx.invoke(build, model="tfc", dataset="digits", board="Pynq-Z2", acc_bits=acc_bits, method="a2q+", out=out)
+    from a2qflow.cli_deploy import bench
+
+    console.print("[bold]benchmark of the deployment package on the simulated board[/]")
+    ctx.invoke(bench, run_dir=Path(out), sim=True)
 
 
 @main.command()
@@ -168,8 +173,7 @@ def build(model, dataset, board, acc_bits, method, checkpoint, onnx_file, flow, 
     run = _fail_clean(lambda: flows.build(onnx_file, out, ref, opts))
     console.print((out / "reports" / "summary.md").read_text())
     if run["skipped"]:
-        console.print(f"[yellow]skipped {len(run['skipped'])} stages[/] (listed in the report): "
-                      "they need Vivado and Vitis HLS, which are not installed")
+        console.print(f"[yellow]skipped {len(run['skipped'])} stages[/], each listed with why in the report")
     console.print(f"[green]build {run['status']}[/] ({run['flow']} flow, {run['wall_s']:.1f} s): {out}")
 
 
@@ -304,6 +308,12 @@ def _fail_clean(fn):
     except (ValueError, FileNotFoundError, RuntimeError, ArithmeticError) as err:
         console.print(f"[red]error:[/] {err}")
         sys.exit(1)
+
+
+from a2qflow.cli_deploy import COMMANDS as DEPLOY_COMMANDS  # noqa: E402 - package, bench, deploy
+
+for _command in DEPLOY_COMMANDS:
+    main.add_command(_command)
 
 
 if __name__ == "__main__":

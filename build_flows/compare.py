@@ -122,7 +122,7 @@ def run_cell(cell: Cell, spec: GridSpec, root: str | Path) -> dict:
     onnx, _, _ = export_checkpoint(ckpt, cell_dir / "model.onnx", samples=100)
     run = build(str(onnx), cell_dir / "build", reference.from_checkpoint(ckpt, 16),
                 BuildOptions(board=cell.board, flow="oss", sizing=cell.sizing, model_name=cell.model,
-                             lut_only=spec.lut_only))
+                             lut_only=spec.lut_only, package=False))
     synth = json.loads((cell_dir / "build" / "reports" / "synth.json").read_text())
     if synth["total"] is None:
         raise ValueError(f"{cell.key}: no layer of the built graph has FINN-generated RTL to synthesize; "

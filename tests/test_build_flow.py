@@ -23,7 +23,7 @@ from test_export import _tamper
 def tfc_build(tfc_a2qplus, tmp_path_factory):
     out = tmp_path_factory.mktemp("build")
     run = build(str(_exported(tfc_a2qplus, out)), out / "run", reference.from_checkpoint(tfc_a2qplus, 16),
-                BuildOptions(board="Pynq-Z2", flow="estimate", model_name="tfc"))
+                BuildOptions(board="Pynq-Z2", flow="estimate", model_name="tfc", package=False))
     return out / "run", run
 
 
@@ -80,7 +80,7 @@ def test_overflow_check_finds_the_wrap_at_p_minus_1(tfc_build):
 
 def test_runtime_writeable_weights_get_the_guaranteed_p(tfc_a2qplus, tmp_path):
     run = build(str(_exported(tfc_a2qplus, tmp_path)), tmp_path / "run", reference.from_checkpoint(tfc_a2qplus, 8),
-                BuildOptions(flow="estimate", runtime_weights=True))
+                BuildOptions(flow="estimate", runtime_weights=True, package=False))
     sizing = json.loads((tmp_path / "run" / "reports" / "step_a2qflow_size_accumulators.json").read_text())
     for s in sizing:
         assert s["runtime_writeable"]
@@ -94,7 +94,7 @@ def test_tampered_weights_stop_the_build(tfc_a2qplus_onnx, tmp_path):
     _tamper(tfc_a2qplus_onnx, tmp_path / "bad.onnx", layer="fc.2", channel=7)
     ref = (np.zeros((2, 1, 8, 8), np.float32), np.zeros((2, 10), np.float32), True)
     with pytest.raises(CertificateError, match=r"layer fc\.2, channel 7"):
-        build(str(tmp_path / "bad.onnx"), tmp_path / "run", ref, BuildOptions(flow="estimate"))
+        build(str(tmp_path / "bad.onnx"), tmp_path / "run", ref, BuildOptions(flow="estimate", package=False))
     assert not (tmp_path / "run" / "run.json").exists()
     result = CliRunner().invoke(main, ["build", "--onnx", str(tmp_path / "bad.onnx"), "--out", str(tmp_path / "r2")])
     assert result.exit_code == 1 and "layer fc.2, channel 7" in result.output
@@ -106,7 +106,7 @@ def test_plain_finn_graph_builds_with_value_based_widths(tfc_a2qplus_onnx, tmp_p
     graph.save(str(tmp_path / "plain.onnx"))
     ref, source = reference.from_graph(ModelWrapper(str(tmp_path / "plain.onnx")), 8)
     assert "random" in source
-    run = build(str(tmp_path / "plain.onnx"), tmp_path / "run", ref, BuildOptions(flow="estimate"))
+    run = build(str(tmp_path / "plain.onnx"), tmp_path / "run", ref, BuildOptions(flow="estimate", package=False))
     assert not run["a2qflow_graph"]
     sizing = json.loads((tmp_path / "run" / "reports" / "step_a2qflow_size_accumulators.json").read_text())
     assert sizing and all(s["layer"] is None and s["acc"] == f"INT{s['value_bits']}" for s in sizing)
@@ -115,7 +115,7 @@ def test_plain_finn_graph_builds_with_value_based_widths(tfc_a2qplus_onnx, tmp_p
 
 def test_value_sizing_option_uses_value_based_width(tfc_a2qplus, tmp_path):
     build(str(_exported(tfc_a2qplus, tmp_path)), tmp_path / "run", reference.from_checkpoint(tfc_a2qplus, 8),
-          BuildOptions(flow="estimate", sizing="value"))
+          BuildOptions(flow="estimate", sizing="value", package=False))
     for s in json.loads((tmp_path / "run" / "reports" / "step_a2qflow_size_accumulators.json").read_text()):
         assert s["acc"] == f"INT{s['value_bits']}" and s["value_bits"] <= s["guaranteed_bits"]
 
@@ -124,7 +124,7 @@ def test_resume_from_step(tfc_build):
     run_dir, first = tfc_build
     ref = (np.load(run_dir / "reference" / "input.npy"), np.load(run_dir / "reference" / "expected_output.npy"), True)
     run = build(str(run_dir / "model.qonnx"), run_dir, ref,
-                BuildOptions(flow="estimate", from_step="step_a2qflow_size_accumulators"))
+                BuildOptions(flow="estimate", from_step="step_a2qflow_size_accumulators", package=False))
     assert run["status"] == "complete" and run["from_step"] == "step_a2qflow_size_accumulators"
     assert "step_streamline" not in run["time_per_step"]
     assert json.loads((run_dir / "reports" / "overflow.json").read_text())
@@ -160,7 +160,8 @@ def test_vivado_branch_runs_finns_bitstream_steps(tfc_a2qplus, monkeypatch, tmp_
     ctx = flow.BuildContext(tmp_path, None, None, None, True)
     steps = flow.step_list(ctx, "bitstream")
     names = flow.step_names(steps)
-    assert names[-len(flow.BITSTREAM_STEPS):] == list(flow.BITSTREAM_STEPS)
+    oss = ["step_a2qflow_oss_synthesis", "step_a2qflow_rtl_simulation"]
+    assert names[-len(flow.BITSTREAM_STEPS) - 2:] == list(flow.BITSTREAM_STEPS) + oss   # Yosys beside Vivado
     assert names.index("step_a2qflow_size_accumulators") < names.index("step_a2qflow_check_overflow") \
         < names.index("step_generate_estimate_reports") < names.index("step_generate_hardware")
     assert names.index("step_minimize_bit_width") < names.index("step_a2qflow_size_accumulators")
@@ -172,7 +173,9 @@ def test_vivado_branch_runs_finns_bitstream_steps(tfc_a2qplus, monkeypatch, tmp_
     assert cfg.fpga_part == "xc7z020clg400-1" and cfg.board == "Pynq-Z2" and cfg.synth_clk_period_ns == 10.0
     assert cfg.standalone_thresholds and cfg.save_intermediate_models
     monkeypatch.setattr(finn_env, "xilinx_tools_available", lambda: False)
-    assert flow.resolve_flow("auto")[0] == "estimate"
+    assert flow.resolve_flow("auto")[0] == "oss"
+    assert flow.step_names(flow.step_list(ctx, "oss"))[-3:] == ["step_generate_estimate_reports"] + oss
+    assert not set(oss) & set(flow.step_names(flow.step_list(ctx, "estimate")))
     with pytest.raises(flow.BuildError, match="needs Vivado"):
         flow.resolve_flow("bitstream")
 
