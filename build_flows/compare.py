@@ -64,6 +64,7 @@ class GridSpec:
     float_epochs: int = 10
     qat_epochs: int = 10
     lut_only: bool = False
+    rtl_sim: bool = False     # Verilator-check each cell's layers (the build's oss step); off: LUTs are the point
     torch_threads: int = 1    # fixed: float sums in training depend on the thread count, and a cell
                               # must give the same numbers serially, on a Dask worker or elsewhere
     train_kwargs: dict = field(default_factory=dict)
@@ -122,7 +123,7 @@ def run_cell(cell: Cell, spec: GridSpec, root: str | Path) -> dict:
     onnx, _, _ = export_checkpoint(ckpt, cell_dir / "model.onnx", samples=100)
     run = build(str(onnx), cell_dir / "build", reference.from_checkpoint(ckpt, 16),
                 BuildOptions(board=cell.board, flow="oss", sizing=cell.sizing, model_name=cell.model,
-                             lut_only=spec.lut_only, package=False))
+                             lut_only=spec.lut_only, package=False, rtl_sim=spec.rtl_sim))
     synth = json.loads((cell_dir / "build" / "reports" / "synth.json").read_text())
     if synth["total"] is None:
         raise ValueError(f"{cell.key}: no layer of the built graph has FINN-generated RTL to synthesize; "

@@ -57,6 +57,7 @@ class BuildOptions:
     runtime_weights: bool = False        # runtime-writeable weights (FINN then sizes from datatypes)
     lut_only: bool = False               # oss flow: synthesize without DSP inference
     package: bool = True                 # write <run>/package (deployment package, build_flows.package)
+    rtl_sim: bool = True                 # oss/bitstream flows: Verilator-check every synthesized layer
 
 
 def resolve_flow(flow: str) -> tuple[str, list[str]]:
@@ -77,7 +78,7 @@ def resolve_flow(flow: str) -> tuple[str, list[str]]:
 
 def step_list(ctx: BuildContext, flow: str, streamline: str | Callable = "step_streamline",
               folding_user_given: bool = False, target_fps: int | None = None, board: Board | None = None,
-              lut_only: bool = False) -> list:
+              lut_only: bool = False, rtl_sim: bool = True) -> list:
     """FINN's default step sequence with a2qflow's steps inserted (same names as FINN's);
     `streamline` replaces FINN's streamline step for graphs that need more (model_steps)."""
     front = [streamline if s == "step_streamline" else s for s in PYTHON_EXEC_STEPS]
@@ -94,7 +95,9 @@ def step_list(ctx: BuildContext, flow: str, streamline: str | Callable = "step_s
     if flow == "bitstream":
         steps += list(BITSTREAM_STEPS)
     if flow in ("oss", "bitstream"):  # with Vivado too: Yosys and Vivado numbers side by side
-        steps += [oss_synthesis(ctx, (board or get_board("Pynq-Z2")).family, lut_only), rtl_simulation(ctx)]
+        steps.append(oss_synthesis(ctx, (board or get_board("Pynq-Z2")).family, lut_only))
+        if rtl_sim:
+            steps.append(rtl_simulation(ctx))
     return steps
 
 
@@ -167,7 +170,7 @@ def build(onnx_path: str | Path, out: str | Path, reference: tuple[np.ndarray, n
     ctx = BuildContext(out, records, x, expected, classification, opts.sizing, opts.overflow_samples,
                        opts.runtime_weights)
     steps = step_list(ctx, flow, streamline_step_for(opts.model_name, graph), opts.folding is not None,
-                      opts.target_fps, board, opts.lut_only)
+                      opts.target_fps, board, opts.lut_only, opts.rtl_sim)
     if opts.from_step and opts.from_step not in step_names(steps):
         raise ValueError(f"--from-step {opts.from_step!r} is not a step of this flow; steps: {', '.join(step_names(steps))}")
     run = {"status": "running", "input": str(onnx_path), "board": board.name, "part": board.part,

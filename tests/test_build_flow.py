@@ -217,3 +217,22 @@ def test_report_regenerates_a_build_summary_and_refuses_failed_runs(tfc_build, t
     (tmp_path / "run.json").write_text(json.dumps({"status": "failed", "error": "ParityError: x"}))
     with pytest.raises(ValueError, match="status is 'failed'.*ParityError"):
         regenerate(tmp_path)
+
+
+def test_synthesis_table_puts_vivado_beside_yosys(tmp_path):
+    """With Vivado, FINN writes post_synth_resources.json per node; the report lists those
+    rows next to Yosys' for the same layers, with a tool column."""
+    from a2qflow.build_flows.report import synthesis_markdown, synthesis_rows
+
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "finn" / "report").mkdir(parents=True)
+    yosys = {"node": "MVAU_rtl_0", "acc_bits": 12, "lut": 646, "ff": 900, "carry": 30, "dsp": 8, "bram18": 0,
+             "lutram": 134, "seconds": 9.0, "version": "Yosys 0.70 (git sha1 x)"}
+    (tmp_path / "reports" / "synth.json").write_text(json.dumps({"layers": [yosys], "skipped": []}))
+    (tmp_path / "finn" / "report" / "post_synth_resources.json").write_text(json.dumps(
+        {"MVAU_rtl_0": {"LUT": 701.0, "FF": 950.0, "DSP": 8.0, "BRAM_18K": 0.0}}))
+    rows = synthesis_rows(tmp_path)
+    assert [(r["tool"], r["node"], r["LUT"]) for r in rows] == [("Yosys 0.70", "MVAU_rtl_0", 646),
+                                                                 ("Vivado", "MVAU_rtl_0", 701.0)]
+    text = "\n".join(synthesis_markdown(rows, []))
+    assert "Yosys 0.70 total: 646 LUT" in text and "Vivado total: 701.0 LUT" in text
