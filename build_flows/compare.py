@@ -117,7 +117,11 @@ def run_cell(cell: Cell, spec: GridSpec, root: str | Path) -> dict:
     cell_dir = root / "cells" / cell.key
     done = cell_dir / "result.json"
     if done.is_file():
-        return json.loads(done.read_text())
+        result = json.loads(done.read_text())
+        if "unsynthesized" not in result:  # cached before this field existed: derive it from the build
+            result["unsynthesized"] = _unsynthesized(json.loads((cell_dir / "build" / "reports" / "synth.json").read_text()))
+            _write_atomic(done, result)
+        return result
     t0 = time.perf_counter()
     ckpt = _train(cell, spec, root)
     onnx, _, _ = export_checkpoint(ckpt, cell_dir / "model.onnx", samples=100)
@@ -128,6 +132,10 @@ def run_cell(cell: Cell, spec: GridSpec, root: str | Path) -> dict:
     if synth["total"] is None:
         raise ValueError(f"{cell.key}: no layer of the built graph has FINN-generated RTL to synthesize; "
                          f"skipped: {synth['skipped']}")
+    # FINN builds a dot product as HLS where its RTL MVU does not apply (e.g. on DSP48E1 parts when
+    # a layer's weights reach the datatype's minimum); without Vitis HLS those layers have no RTL,
+    # so this cell's LUT total would leave them out: kept, but marked and kept out of comparisons
+    unsynthesized = _unsynthesized(synth)
     metrics = json.loads((ckpt.parent / "train.json").read_text())["metrics"]["quant"]
     sizing = json.loads((cell_dir / "build" / "reports" / "step_a2qflow_size_accumulators.json").read_text())
     result = {**asdict(cell), "key": cell.key, "accuracy": metrics.get("accuracy", metrics.get("psnr_db")),
@@ -135,10 +143,14 @@ def run_cell(cell: Cell, spec: GridSpec, root: str | Path) -> dict:
               "acc_widths": {s["node"]: s["acc"] for s in sizing},
               "layers": synth["layers"], "lut": synth["total"]["lut"], "ff": synth["total"]["ff"],
               "dsp": synth["total"]["dsp"], "tool": synth["tool"],
-              "build_status": run["status"], "seconds": time.perf_counter() - t0}
+              "build_status": run["status"], "unsynthesized": unsynthesized, "seconds": time.perf_counter() - t0}
     _write_atomic(done, result)
     (cell_dir / "error.json").unlink(missing_ok=True)
     return result
+
+
+def _unsynthesized(synth: dict) -> list[str]:
+    return [f"{s['node']}: {s['reason']}" for s in synth["skipped"] if s["node"].startswith(("MVAU", "VVAU"))]
 
 
 def attempt_cell(cell: Cell, spec: GridSpec, root: str | Path) -> dict:
@@ -218,25 +230,40 @@ def write_csv(results: list[dict], path: Path) -> None:
         writer.writerows(results)
 
 
+def _relative_logs(row: dict, out: Path) -> dict:
+    """The row with its layers' Yosys log paths relative to the output folder, so that
+    results.json can be published (and moved) without naming this machine's folders."""
+    if not row.get("layers"):
+        return row
+    root = out.resolve()
+
+    def rel(log: str) -> str:
+        path = Path(log)
+        return str(path.relative_to(root)) if path.is_absolute() and path.is_relative_to(root) else log
+    return {**row, "layers": [{**layer, "log": rel(layer.get("log", ""))} for layer in row["layers"]]}
+
+
 def write_outputs(results: list[dict], out: Path) -> dict:
     """results.json/csv, plots and summary.md from the cell rows (failed cells listed apart)."""
     from . import compare_plots
     from .report import write_summary
 
+    results = [_relative_logs(r, out) for r in results]
     failed = [r for r in results if r.get("status") == "failed"]
-    results = [r for r in results if r.get("status") != "failed"]
+    partial = [r for r in results if r.get("status") != "failed" and r.get("unsynthesized")]
+    results = [r for r in results if r.get("status") != "failed" and not r.get("unsynthesized")]
     rows = aggregate(results)
     head = headline(rows)
-    (out / "results.json").write_text(json.dumps({"cells": results, "failed": failed, "summary": rows,
+    (out / "results.json").write_text(json.dumps({"cells": results, "failed": failed, "partial": partial, "summary": rows,
                                                   "headline": head}, indent=1))
     write_csv(results, out / "results.csv")
     plots = compare_plots.plot_all(results, rows, out) if results else []
-    write_summary(out / "summary.md", summary_markdown(rows, head, plots, results, failed), "a2qflow compare-acc")
+    write_summary(out / "summary.md", summary_markdown(rows, head, plots, results, failed, partial), "a2qflow compare-acc")
     return head
 
 
 def summary_markdown(rows: list[dict], head: dict, plots: list[Path], results: list[dict],
-                     failed: list[dict] = ()) -> str:
+                     failed: list[dict] = (), partial: list[dict] = ()) -> str:
     tool = next((r["tool"] for r in results if r.get("tool")), "yosys")
     lines = ["# LUT usage against accumulator width", "",
              f"LUTs: {tool} `synth_xilinx`, all MVAU/VVAU and thresholding layers; accuracy: test split, "
@@ -251,6 +278,11 @@ def summary_markdown(rows: list[dict], head: dict, plots: list[Path], results: l
     for r in rows:
         lines.append(f"| {r['recipe']} | {r['acc_bits'] or '-'} | {r['sizing']} | {r['seeds']} | "
                      f"{r['accuracy']:.2f} ± {r['accuracy_std']:.2f} | {r['lut']:.0f} | {r['ff']:.0f} | {r['dsp']:.0f} |")
+    if partial:
+        lines += ["", f"**{len(partial)} cell(s) not comparable** (not in the table): some dot-product layers "
+                  "were built as HLS, which has no RTL to synthesize without Vitis HLS, so their LUT total "
+                  "would leave them out.", ""]
+        lines += [f"- `{r['key']}` (accuracy {r['accuracy']:.2f}): " + "; ".join(r["unsynthesized"]) for r in partial]
     if failed:
         lines += ["", f"**{len(failed)} cell(s) failed** (not in the table):", ""]
         lines += [f"- `{r['key']}`: {r['error']}" for r in failed]

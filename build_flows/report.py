@@ -186,11 +186,12 @@ def regenerate(path: str | Path) -> Path:
     path = Path(path)
     if (path / "results.json").is_file():
         doc = _load(path / "results.json")
-        compare.write_outputs(doc["cells"] + doc.get("failed", []), path)
+        compare.write_outputs(doc["cells"] + doc.get("failed", []) + doc.get("partial", []), path)
         return path / "summary.md"
     grids = sorted(p.parent for p in path.glob("*/results.json"))
     if grids:
-        rows = [r for g in grids for d in [_load(g / "results.json")] for r in d["cells"] + d.get("failed", [])]
+        rows = [r for g in grids for d in [_load(g / "results.json")]
+                for r in d["cells"] + d.get("failed", []) + d.get("partial", [])]
         sweep.write_sweep_outputs(rows, path, nested=True)
         return path / "summary.md"
     run = _load(path / "run.json")

@@ -62,13 +62,16 @@ def test_summary_lists_failed_cells_and_headline(tmp_path):
             {**base, "key": "b", "recipe": "a2q+", "acc_bits": 12, "sizing": "guaranteed", "accuracy": 96.5, "lut": 600},
             {**base, "key": "c", "recipe": "a2q+", "acc_bits": 14, "sizing": "guaranteed", "accuracy": 97.0, "lut": 700},
             {**base, "key": "f", "recipe": "a2q", "acc_bits": 12, "sizing": "guaranteed", "status": "failed",
-             "error": "DatasetError: nope"}]
+             "error": "DatasetError: nope"},
+            {**base, "key": "h", "recipe": "a2q", "acc_bits": 8, "sizing": "guaranteed", "accuracy": 40.0, "lut": 90,
+             "layers": [], "unsynthesized": ["MVAU_hls_0: HLS"]}]
     for r in rows[:4]:
         r["layers"] = [{"node": "MVAU_rtl_0", "lut": r["lut"] // 2}, {"node": "MVAU_rtl_1", "lut": r["lut"] // 2}]
     head = compare.write_outputs(rows, tmp_path)
     assert head["smallest_p"] == 12 and head["lut_ratio"] == pytest.approx(1000 / 600)
     summary = (tmp_path / "summary.md").read_text()
     assert "1.67x fewer" in summary and "1 cell(s) failed" in summary and "DatasetError: nope" in summary
+    assert "1 cell(s) not comparable" in summary and "`h` (accuracy 40.00): MVAU_hls_0" in summary
     assert [r["key"] for r in csv.DictReader((tmp_path / "results.csv").open())] == ["i", "a", "b", "c"]
     for name in ("lut_vs_p", "accuracy_vs_p", "pareto"):
         assert (tmp_path / f"{name}.png").stat().st_size > 1000 and (tmp_path / f"{name}.svg").is_file()
