@@ -30,7 +30,8 @@ from a2qflow.hw_configs import Board, folding_config, get_board
 from . import certificate, finn_env, report
 from .model_steps import streamline_step_for
 from .sizing import SIZING_MODES, attach_weight_keys
-from .steps import BuildContext, apply_folding, check_overflow, oss_synthesis, rtl_simulation, runtime_writeable_weights, size_accumulators, with_parity
+from .steps import (BuildContext, apply_folding, check_overflow, oss_synthesis, prefer_rtl_dot_products,
+                    rtl_simulation, runtime_writeable_weights, size_accumulators, with_parity)
 
 FLOWS = ("auto", "estimate", "oss", "bitstream")
 DEFAULT_TARGET_FPS = 100_000
@@ -85,7 +86,10 @@ def step_list(ctx: BuildContext, flow: str, streamline: str | Callable = "step_s
     steps = [with_parity(ctx, s) for s in front]
     steps += ["step_minimize_bit_width_initial",
               size_accumulators(ctx, "step_a2qflow_size_accumulators_initial", capture_inputs=True),
-              "step_create_dataflow_partition", "step_specialize_layers", "step_target_fps_parallelization",
+              "step_create_dataflow_partition"]
+    if flow == "oss":
+        steps.append(prefer_rtl_dot_products(ctx))
+    steps += ["step_specialize_layers", "step_target_fps_parallelization",
               apply_folding(ctx, folding_user_given, target_fps or DEFAULT_TARGET_FPS)]
     if ctx.runtime_weights:
         steps.append(runtime_writeable_weights(ctx))

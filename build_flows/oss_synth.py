@@ -41,6 +41,7 @@ instantiates DSP48E1/E2 primitives directly, which -nodsp cannot undo). See
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 import subprocess
@@ -52,6 +53,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from .rtl import LUT_CORE_DEFINE, RtlLayer, family_for_part
+
+log = logging.getLogger(__name__)
 
 FAMILIES = ("xc7", "xcup")
 TOOL = "yosys"
@@ -100,6 +103,7 @@ class SynthResult:
     cells: dict = field(default_factory=dict)
     log: str = ""
     top: str = ""               # module synthesized (the layer top, or compute_top)
+    nolutram: bool = False      # memories mapped without LUTRAM (Yosys' xcup LUTRAM mapping failed)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -210,11 +214,18 @@ def _tag(family: str, lut_only: bool, compute_only: bool) -> str:
     return f"{family}{'_lutonly' if lut_only else ''}{'_compute' if compute_only else ''}"
 
 
-def yosys_script(layer: RtlLayer, family: str, lut_only: bool, stat_json: str, top: str | None = None) -> str:
+# Yosys 0.70's UltraScale+ LUTRAM mapping rejects some memory shapes (seen on memstream weight
+# memories of FINN's MVU); such a layer is synthesized again with -nolutram, and says so
+LUTRAM_MAP_ERROR = "invalid OPTION_ABITS/WIDTH combination"
+
+
+def yosys_script(layer: RtlLayer, family: str, lut_only: bool, stat_json: str, top: str | None = None,
+                 nolutram: bool = False) -> str:
     top = top or layer.top
     defines = f" -D {LUT_CORE_DEFINE}" if lut_only else ""
     read = f"read_slang -j 1 {' '.join(layer.tool_args)}{defines} --top {top} {' '.join(layer.files)}"
-    synth = f"synth_xilinx -family {family} -top {top} -noiopad -noclkbuf" + (" -nodsp" if lut_only else "")
+    synth = (f"synth_xilinx -family {family} -top {top} -noiopad -noclkbuf" + (" -nodsp" if lut_only else "")
+             + (" -nolutram" if nolutram else ""))
     return "\n".join([
         f"# a2qflow: {layer.name} ({layer.op_type}) top {top}, {family}{', LUT-only' if lut_only else ''}",
         read,
@@ -233,7 +244,19 @@ def _errors(log_text: str) -> str:
 
 def synthesize_layer(layer: RtlLayer, family: str, out_dir: str | Path, lut_only: bool = False,
                      timeout_s: float = 3600, compute_only: bool = False) -> SynthResult:
-    """Synthesize one layer; files go to out_dir/<node>/ (script, log, stat JSON)."""
+    """Synthesize one layer; files go to out_dir/<node>/ (script, log, stat JSON). A layer whose
+    memories Yosys cannot map to LUTRAM is synthesized again without LUTRAM (`nolutram`)."""
+    try:
+        return _synthesize_layer(layer, family, out_dir, lut_only, timeout_s, compute_only, nolutram=False)
+    except SynthesisError as err:
+        if LUTRAM_MAP_ERROR not in str(err):
+            raise
+        log.warning("%s: Yosys could not map its memory to LUTRAM; synthesizing it with -nolutram", layer.name)
+        return _synthesize_layer(layer, family, out_dir, lut_only, timeout_s, compute_only, nolutram=True)
+
+
+def _synthesize_layer(layer: RtlLayer, family: str, out_dir: str | Path, lut_only: bool, timeout_s: float,
+                      compute_only: bool, nolutram: bool) -> SynthResult:
     _check_family(layer, family)
     tag = _tag(family, lut_only, compute_only)
     top = (layer.compute_top or layer.top) if compute_only else layer.top
@@ -241,7 +264,7 @@ def synthesize_layer(layer: RtlLayer, family: str, out_dir: str | Path, lut_only
     dest = Path(out_dir).resolve() / layer.name
     dest.mkdir(parents=True, exist_ok=True)
     script, log_name, stat_name = f"synth_{tag}.ys", f"synth_{tag}.log", f"synth_{tag}.stat.json"
-    (work / script).write_text(yosys_script(layer, family, lut_only, stat_name, top))
+    (work / script).write_text(yosys_script(layer, family, lut_only, stat_name, top, nolutram))
     for stale in (log_name, stat_name):
         (work / stale).unlink(missing_ok=True)
     log_path = dest / log_name
@@ -272,7 +295,8 @@ def synthesize_layer(layer: RtlLayer, family: str, out_dir: str | Path, lut_only
     if leftovers:
         raise SynthesisError(layer.name, log_path, f"unmapped cells after synth_xilinx: {leftovers}")
     res = SynthResult(layer.name, layer.op_type, family, lut_only, layer.acc_bits, **count(cells),
-                      seconds=round(seconds, 2), version=yosys_version(), cells=cells, log=str(log_path), top=top)
+                      seconds=round(seconds, 2), version=yosys_version(), cells=cells, log=str(log_path), top=top,
+                      nolutram=nolutram)
     if lut_only and res.dsp:
         raise SynthesisError(layer.name, log_path, f"LUT-only synthesis still has {res.dsp} DSP cells")
     (dest / f"synth_{tag}.json").write_text(json.dumps(res.to_dict(), indent=1))

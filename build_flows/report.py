@@ -59,7 +59,7 @@ def synthesis_rows(out: Path) -> list[dict]:
     for r in (yosys or {}).get("layers", []):
         rows.append({"tool": r["version"].split(" (")[0], "node": r["node"], "acc_bits": r["acc_bits"],
                      "LUT": r["lut"], "FF": r["ff"], "CARRY": r["carry"], "DSP": r["dsp"], "BRAM18": r["bram18"],
-                     "LUTRAM": r["lutram"], "seconds": r["seconds"]})
+                     "LUTRAM": r["lutram"], "seconds": r["seconds"], "no_LUTRAM": r.get("nolutram", False)})
     vivado = _load(out / "finn" / "report" / "post_synth_resources.json", {})
     for node, res in vivado.items():
         if isinstance(res, dict) and node != "(top)":
@@ -133,7 +133,7 @@ def markdown(doc: dict) -> str:
 def synthesis_markdown(rows: list[dict], skipped: list[dict]) -> list[str]:
     if not rows:
         return []
-    cols = ["tool", "node", "acc_bits", "LUT", "FF", "CARRY", "DSP", "BRAM18", "LUTRAM"]
+    cols = ["tool", "node", "acc_bits", "LUT", "FF", "CARRY", "DSP", "BRAM18", "LUTRAM", "no_LUTRAM"]
     lines = ["Synthesis per layer (real tool output, not estimates):", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:

@@ -143,6 +143,19 @@ def runtime_writeable_weights(ctx: BuildContext) -> Step:
     return _failing(ctx, _named("step_a2qflow_runtime_writeable_weights", run))
 
 
+def prefer_rtl_dot_products(ctx: BuildContext) -> Step:
+    """Ask FINN for the RTL MVU/VVU wherever its own rules allow one. Left to itself FINN picks
+    the HLS MVAU for weights narrower than 4 bits after its width minimisation, which A2Q at
+    small P produces; only RTL layers can be synthesized and simulated without Vitis HLS.
+    FINN still falls back to HLS where the RTL unit cannot work (e.g. DSP48E1 with full-range
+    weights, VVAU off Versal); those layers are reported as not synthesized."""
+    def run(model, cfg):
+        for node in dot_product_nodes(model):
+            getCustomOp(node).set_nodeattr("preferred_impl_style", "rtl")
+        return model
+    return _failing(ctx, _named("step_a2qflow_prefer_rtl", run))
+
+
 def apply_folding(ctx: BuildContext, user_given: bool, fallback_fps: int) -> Step:
     """FINN's step_apply_folding_config, after checking the file against this graph: FINN would
     otherwise fail late (PE not dividing MH) or silently leave a renamed layer unfolded.

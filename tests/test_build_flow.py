@@ -176,6 +176,8 @@ def test_vivado_branch_runs_finns_bitstream_steps(tfc_a2qplus, monkeypatch, tmp_
     assert flow.resolve_flow("auto")[0] == "oss"
     assert flow.step_names(flow.step_list(ctx, "oss"))[-3:] == ["step_generate_estimate_reports"] + oss
     assert not set(oss) & set(flow.step_names(flow.step_list(ctx, "estimate")))
+    names = flow.step_names(flow.step_list(ctx, "oss"))
+    assert names.index("step_a2qflow_prefer_rtl") == names.index("step_specialize_layers") - 1
     with pytest.raises(flow.BuildError, match="needs Vivado"):
         flow.resolve_flow("bitstream")
 
