@@ -6,7 +6,7 @@ estimate flow on the same graph and board, alternating, `--repeats` times each. 
 a2qflow's time with and without its checks (parity, overflow: measured inside the steps)
 and the ratio to bare FINN. Target: overhead <= 1.2x bare FINN, checks excluded.
 
-    python benchmarks/build_overhead.py [--models tfc,cnv] [--repeats 2]
+    python benchmarks/build_overhead.py [--models tfc,cnv] [--repeats 3]
 """
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="tfc,cnv")
     parser.add_argument("--board", default="Pynq-Z1")
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
 
     from a2qflow.build_flows import finn_env, reference

@@ -225,8 +225,10 @@ class SimBoard:
         self.device = SimDevice(f"simulated {pkg.board}")
         self.accelerator = compute or HWGraphAccelerator(pkg.path("hw_graph"), io)
         self.overlay = SimOverlay(self.device, io, self.accelerator)
-        self.notes = [f"simulated {pkg.board}: every timing is host-side python execution of the HW graph "
-                      f"({pkg.manifest.get('hw_graph_step', 'final HW graph')}), not a board measurement"]
+        graph = pkg.manifest.get("hw_graph_step")
+        graph = f"the HW graph saved after {graph}" if graph else "the final HW graph"
+        self.notes = [f"simulated {pkg.board}: every timing is host-side python execution of {graph}, "
+                      "not a board measurement"]
         if pkg.driver_information().get("runtime_weights"):
             self.notes.append("runtime-writeable weights: the simulated accelerator takes them from the HW graph")
 

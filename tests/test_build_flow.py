@@ -147,6 +147,18 @@ def test_corrupt_onnx_gets_a_clear_error(tmp_path):
     assert result.exit_code == 1 and "absent.onnx: no such ONNX file" in result.output
 
 
+def test_without_vivado_auto_is_oss_and_names_every_skipped_stage(monkeypatch):
+    monkeypatch.setattr(finn_env, "xilinx_tools_available", lambda: False)
+    monkeypatch.setattr(finn_env, "vivado_available", lambda: False)
+    monkeypatch.setattr(finn_env, "vitis_hls_available", lambda: False)
+    resolved, skipped = flow.resolve_flow("auto")
+    assert resolved == "oss" and [s.split(":")[0] for s in skipped] == list(flow.BITSTREAM_STEPS)
+    assert all("XILINX_VIVADO unset, vitis_hls missing" in s for s in skipped)
+    assert "package/ is written without a bitfile" in skipped[-1]
+    with pytest.raises(flow.BuildError, match="--flow bitstream needs Vivado"):
+        flow.resolve_flow("bitstream")
+
+
 def test_vivado_branch_runs_finns_bitstream_steps(tfc_a2qplus, monkeypatch, tmp_path):
     """Without Vivado we cannot run it, but the wiring is checked: with the tools present,
     auto selects the bitstream flow with FINN's synthesis, driver and deployment steps and
