@@ -1,6 +1,7 @@
 """The `a2qflow` command line."""
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -62,9 +63,11 @@ def main() -> None:
 @click.option("--seed", default=0, show_default=True)
 @click.option("--limit", type=int, default=None, help="cap train/test samples (quick runs)")
 @click.option("--out", type=click.Path(), default="runs/train", show_default=True)
-def train(model, dataset, data_dir, method, acc_bits, layer_acc_bits, weight_bits, act_bits, input_bits,
-          depthwise_recipe, first_layer, last_layer, last_weight_bits, width, float_epochs, qat_epochs,
-          float_checkpoint, no_ep_init, seed, limit, out) -> None:
+def train(model: str, dataset: str, data_dir: str | None, method: str, acc_bits: int,
+          layer_acc_bits: tuple[str, ...], weight_bits: int, act_bits: int, input_bits: int,
+          depthwise_recipe: str, first_layer: str, last_layer: str, last_weight_bits: int, width: float,
+          float_epochs: int, qat_epochs: int, float_checkpoint: str | None, no_ep_init: bool, seed: int,
+          limit: int | None, out: str) -> None:
     """Float pre-training -> EP-init -> QAT with a quantization recipe."""
     from a2qflow.models.recipes import Recipe
     from a2qflow.models.train import TrainConfig, train as run_train
@@ -90,13 +93,13 @@ def train(model, dataset, data_dir, method, acc_bits, layer_acc_bits, weight_bit
 @main.command()
 @click.option("--checkpoint", type=click.Path(), required=True, help="checkpoint.pt written by `a2qflow train`")
 @click.option("--out", type=click.Path(), default=None, help="ONNX path (default: model.onnx beside the checkpoint)")
-@click.option("--samples", default=200, show_default=True, help="test samples used to prove parity")
-def export(checkpoint, out, samples) -> None:
+@click.option("--samples", default=200, show_default=True, type=click.IntRange(min=1), help="test samples used to prove parity")
+def export(checkpoint: str, out: str | None, samples: int) -> None:
     """Export to QONNX with the quantized weights, prove parity, write the certificate."""
     _export(checkpoint, out, samples)
 
 
-def _export(checkpoint, out, samples):
+def _export(checkpoint: str, out: str | None, samples: int) -> Path:
     from a2qflow.models.export import export_checkpoint
 
     path, certs, parity = _fail_clean(lambda: export_checkpoint(checkpoint, out, samples))
@@ -111,7 +114,7 @@ def _export(checkpoint, out, samples):
 @click.option("--out", type=click.Path(), default="runs/demo", show_default=True)
 @click.option("--acc-bits", default=12, show_default=True)
 @click.pass_context
-def demo(ctx, out, acc_bits) -> None:
+def demo(ctx: click.Context, out: str, acc_bits: int) -> None:
     """The embedded default: TFC on the bundled digits, A2Q+ at P bits, trained, exported,
     certified, built for Pynq-Z2 (with Yosys synthesis when Vivado is absent), packaged and
     benchmarked on the simulated board."""
@@ -141,9 +144,14 @@ def demo(ctx, out, acc_bits) -> None:
 @click.option("--parity-samples", default=32, show_default=True, help="test samples checked after every stage")
 @click.option("--runtime-weights", is_flag=True, help="runtime-writeable weights (FINN would size from datatypes)")
 @click.option("--from-step", default=None, help="resume an existing run folder from this step")
-@click.option("--out", type=click.Path(), default=None, help="run folder (default runs/<model>-<board>-P<acc-bits>)")
-def build(model, dataset, board, acc_bits, method, checkpoint, onnx_file, flow, lut_only, sizing, target_fps, folding,
-          parity_samples, runtime_weights, from_step, out) -> None:
+@click.option("--data-dir", type=click.Path(), default=None,
+              help="folder of the dataset the model was trained on (mnist, cifar10, bsd300)")
+@click.option("--out", type=click.Path(), default=None,
+              help="run folder (default runs/<model>-<board>-P<acc-bits>; with --onnx runs/<graph's model>-<board>)")
+def build(model: str, dataset: str, board: str, acc_bits: int, method: str, checkpoint: str | None,
+          onnx_file: str | None, flow: str, lut_only: bool, sizing: str, target_fps: int | None, folding: str | None,
+          parity_samples: int, runtime_weights: bool, from_step: str | None, data_dir: str | None,
+          out: str | None) -> None:
     """Build a FINN dataflow accelerator whose MVAU accumulators are sized to the certified P."""
     from a2qflow.build_flows import flow as flows
     from a2qflow.build_flows import reference
@@ -152,20 +160,23 @@ def build(model, dataset, board, acc_bits, method, checkpoint, onnx_file, flow, 
     _fail_clean(lambda: get_board(board))
     if checkpoint and onnx_file:
         raise click.UsageError("give --checkpoint or --onnx, not both")
+    graph = _fail_clean(lambda: flows.load_graph(onnx_file)) if onnx_file else None
+    if out is None and graph is not None:
+        recorded = graph.get_metadata_prop("a2qflow.model")
+        out = f"runs/{json.loads(recorded) if recorded else Path(onnx_file).stem}-{board}"
     out = Path(out or f"runs/{model}-{board}-P{acc_bits}")
     if onnx_file is None:
         if checkpoint is None:
             console.print(f"[bold]no checkpoint given: training {model}/{dataset} {method} P={acc_bits} briefly[/]")
             click.get_current_context().invoke(train, model=model, dataset=dataset, method=method,
                                                acc_bits=acc_bits, input_bits=4, float_epochs=10, qat_epochs=10,
-                                               out=str(out / "train"))
+                                               data_dir=data_dir, out=str(out / "train"))
             checkpoint = str(out / "train" / "checkpoint.pt")
         onnx_file = str(_export(checkpoint, str(out / "export" / "model.onnx"), 200))
         ref = _fail_clean(lambda: reference.from_checkpoint(checkpoint, parity_samples))
         source = "trained brevitas model"
     else:
-        graph = _fail_clean(lambda: flows.load_graph(onnx_file))
-        ref, source = _fail_clean(lambda: reference.from_graph(graph, parity_samples))
+        ref, source = _fail_clean(lambda: reference.from_graph(graph, parity_samples, data_dir=data_dir))
     opts = flows.BuildOptions(board=board, flow=flow, sizing=sizing, target_fps=target_fps, folding=folding,
                               model_name=model, from_step=from_step, runtime_weights=runtime_weights,
                               lut_only=lut_only)
@@ -173,7 +184,7 @@ def build(model, dataset, board, acc_bits, method, checkpoint, onnx_file, flow, 
     run = _fail_clean(lambda: flows.build(onnx_file, out, ref, opts))
     console.print((out / "reports" / "summary.md").read_text())
     if run["skipped"]:
-        console.print(f"[yellow]skipped {len(run['skipped'])} stages[/], each listed with why in the report")
+        console.print(f"[yellow]skipped {len(run['skipped'])} stages or layers[/], each listed with why in the report")
     console.print(f"[green]build {run['status']}[/] ({run['flow']} flow, {run['wall_s']:.1f} s): {out}")
 
 
@@ -197,7 +208,8 @@ def _acc_bits_option(text: str) -> tuple[int, ...]:
 @click.option("--qat-epochs", default=10, show_default=True)
 @click.option("--lut-only", is_flag=True, help="synthesize without DSP inference (FINN's LUT-fabric MVAUs)")
 @click.option("--out", type=click.Path(), default=None, help="default runs/compare-<model>-<board>")
-def compare_acc(model, dataset, board, acc_bits, recipes, seeds, float_epochs, qat_epochs, lut_only, out) -> None:
+def compare_acc(model: str, dataset: str, board: str, acc_bits: str, recipes: str, seeds: int,
+                float_epochs: int, qat_epochs: int, lut_only: bool, out: str | None) -> None:
     """Train, export, build and synthesize (Yosys) each recipe x P x seed; LUT vs P and accuracy."""
     from a2qflow.build_flows import compare
     from a2qflow.hw_configs import get_board
@@ -233,7 +245,7 @@ def _finish_grid(head: dict, results: list[dict], root: Path) -> None:
               "default: a LocalCluster sized to this machine")
 @click.option("--workers", type=int, default=None, help="LocalCluster workers (default: one per core)")
 @click.option("--out", type=click.Path(), default=None, help="default: the file's `out`, else runs/sweep-<file stem>")
-def sweep(grid_file, scheduler, workers, out) -> None:
+def sweep(grid_file: str, scheduler: str | None, workers: int | None, out: str | None) -> None:
     """Run compare-acc cells of a sweep file as Dask tasks; same results as a serial run."""
     from rich.progress import Progress
 
@@ -268,7 +280,7 @@ def sweep(grid_file, scheduler, workers, out) -> None:
 
 @main.command()
 @click.argument("runs", nargs=-1, required=True, type=click.Path())
-def report(runs) -> None:
+def report(runs: tuple[str, ...]) -> None:
     """Regenerate the Markdown and HTML summary of build, compare-acc or sweep folders from
     their JSON/CSV."""
     from a2qflow.build_flows.report import regenerate
@@ -281,7 +293,7 @@ def report(runs) -> None:
 @main.command()
 @click.argument("onnx_file", type=click.Path())
 @click.option("--json-out", type=click.Path(), default=None, help="write the certificate JSON here")
-def certify(onnx_file, json_out) -> None:
+def certify(onnx_file: str, json_out: str | None) -> None:
     """Check every recorded layer of an exported graph against its accumulator bound."""
     from a2qflow.build_flows import certificate
 
@@ -295,7 +307,7 @@ def certify(onnx_file, json_out) -> None:
     console.print("[green]certificate: every constrained layer fits its accumulator[/]")
 
 
-def _print_certificate(certs) -> None:
+def _print_certificate(certs: list) -> None:
     from a2qflow.build_flows.certificate import summary_rows
 
     console.print(_table(summary_rows(certs), "accumulator certificate"))

@@ -96,7 +96,8 @@ def _bench_args(board: str | None, batch_sizes: str | None, repeats: int | None,
 @click.option("--repeats", type=int, default=None, help="throughput runs per batch size")
 @click.option("--latency-runs", type=int, default=None)
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="default <run>/reports/bench-sim")
-def bench(run_dir: Path, sim: bool, board, batch_sizes, repeats, latency_runs, out) -> None:
+def bench(run_dir: Path, sim: bool, board: str | None, batch_sizes: str | None, repeats: int | None,
+          latency_runs: int | None, out: Path | None) -> None:
     """Benchmark the run's deployment package on the simulated board and print the report."""
     if not sim:
         _fail("this host has no FPGA board: use --sim, or `a2qflow deploy --run DIR --host user@board --bench`")
@@ -190,8 +191,9 @@ def _fetch_reports(target: SshTarget, remote_dir: str, dest: Path) -> Path | Non
 @click.option("--batch-sizes", default=None)
 @click.option("--repeats", type=int, default=None)
 @click.option("--latency-runs", type=int, default=None)
-def deploy(run_dir: Path, host, port, identity, ssh_options, remote_dir, remote_python, run_bench, sim, board,
-           batch_sizes, repeats, latency_runs) -> None:
+def deploy(run_dir: Path, host: str, port: int | None, identity: str | None, ssh_options: tuple[str, ...],
+           remote_dir: str | None, remote_python: str, run_bench: bool, sim: bool, board: str | None,
+           batch_sizes: str | None, repeats: int | None, latency_runs: int | None) -> None:
     """Copy the run's deployment package to a board over ssh, verify it there, and with
     --bench run the benchmark and bring the report back to <run>/reports/board."""
     for tool in ("ssh", "scp"):

@@ -81,6 +81,28 @@ class GridSpec:
         return out
 
 
+# besides the cell's key, what changes a cell's numbers (rtl_sim only checks): a cached cell or
+# float checkpoint is reused only when these match, never silently across different settings
+CELL_SETTINGS = ("input_bits", "float_epochs", "qat_epochs", "lut_only", "torch_threads", "train_kwargs")
+FLOAT_SETTINGS = ("input_bits", "float_epochs", "torch_threads", "train_kwargs")
+
+
+class StaleCacheError(ValueError):
+    """A cached cell or float checkpoint was computed with other settings than this grid's."""
+
+
+def _settings(spec: GridSpec, names: tuple[str, ...]) -> dict:
+    return json.loads(json.dumps({n: getattr(spec, n) for n in names}))   # as it reads back from JSON
+
+
+def _check_cached(recorded: dict | None, current: dict, where: Path) -> None:
+    if recorded != current:
+        diff = ", ".join(f"{k}: cached {(recorded or {}).get(k)!r}, now {v!r}" for k, v in current.items()
+                         if (recorded or {}).get(k) != v)
+        raise StaleCacheError(f"{where} was computed with other settings ({diff}); use another output "
+                              f"folder or delete it")
+
+
 def _train(cell: Cell, spec: GridSpec, root: Path) -> Path:
     import torch
 
@@ -89,6 +111,11 @@ def _train(cell: Cell, spec: GridSpec, root: Path) -> Path:
 
     float_dir = root / "float" / f"{cell.model}-{cell.dataset}-s{cell.seed}"
     float_ckpt = float_dir / "float.pt"
+    float_settings = _settings(spec, FLOAT_SETTINGS)
+    if float_ckpt.is_file():
+        settings_file = float_dir / "settings.json"
+        _check_cached(json.loads(settings_file.read_text()) if settings_file.is_file() else None,
+                      float_settings, float_dir)
     out = root / "cells" / cell.key / "train"
     recipe = Recipe(method=cell.recipe, acc_bits=cell.acc_bits or 32, input_bits=spec.input_bits)
     cfg = TrainConfig(model=cell.model, dataset=cell.dataset, recipe=recipe, seed=cell.seed,
@@ -102,6 +129,7 @@ def _train(cell: Cell, spec: GridSpec, root: Path) -> Path:
         torch.set_num_threads(threads)
     if not float_ckpt.is_file() and (out / "float.pt").is_file():
         float_dir.mkdir(parents=True, exist_ok=True)
+        _write_atomic(float_dir / "settings.json", float_settings)
         (out / "float.pt").replace(float_ckpt)
     return out / "checkpoint.pt"
 
@@ -116,8 +144,10 @@ def run_cell(cell: Cell, spec: GridSpec, root: str | Path) -> dict:
     root = Path(root)
     cell_dir = root / "cells" / cell.key
     done = cell_dir / "result.json"
+    settings = _settings(spec, CELL_SETTINGS)
     if done.is_file():
         result = json.loads(done.read_text())
+        _check_cached(result.get("settings"), settings, cell_dir)
         if "unsynthesized" not in result:  # cached before this field existed: derive it from the build
             result["unsynthesized"] = _unsynthesized(json.loads((cell_dir / "build" / "reports" / "synth.json").read_text()))
             _write_atomic(done, result)
@@ -143,7 +173,8 @@ def run_cell(cell: Cell, spec: GridSpec, root: str | Path) -> dict:
               "acc_widths": {s["node"]: s["acc"] for s in sizing},
               "layers": synth["layers"], "lut": synth["total"]["lut"], "ff": synth["total"]["ff"],
               "dsp": synth["total"]["dsp"], "tool": synth["tool"],
-              "build_status": run["status"], "unsynthesized": unsynthesized, "seconds": time.perf_counter() - t0}
+              "build_status": run["status"], "unsynthesized": unsynthesized, "settings": settings,
+              "seconds": time.perf_counter() - t0}
     _write_atomic(done, result)
     (cell_dir / "error.json").unlink(missing_ok=True)
     return result

@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
@@ -28,6 +28,9 @@ from a2qflow.environment import versions
 from a2qflow.hw_configs import Board, folding_config, get_board
 
 from . import certificate, finn_env, report
+
+if TYPE_CHECKING:  # FINN is imported once its environment is prepared (finn_env)
+    from finn.builder.build_dataflow_config import DataflowBuildConfig
 from .model_steps import streamline_step_for
 from .sizing import SIZING_MODES, attach_weight_keys
 from .steps import (BuildContext, apply_folding, check_overflow, oss_synthesis, prefer_rtl_dot_products,
@@ -61,7 +64,7 @@ class BuildOptions:
     rtl_sim: bool = True                 # oss/bitstream flows: Verilator-check every synthesized layer
 
 
-def resolve_flow(flow: str) -> tuple[str, list[str]]:
+def resolve_flow(flow: str, package: bool = True) -> tuple[str, list[str]]:
     """The flow to run and the stages skipped, with why."""
     if flow not in FLOWS:
         raise ValueError(f"unknown flow {flow!r}; valid: {', '.join(FLOWS)}")
@@ -73,11 +76,14 @@ def resolve_flow(flow: str) -> tuple[str, list[str]]:
         flow = "bitstream" if tools else "oss"
     if flow == "bitstream":
         return flow, []
-    why = (f"needs Vivado/Vitis HLS (XILINX_VIVADO {'unset' if not finn_env.vivado_available() else 'set'}, "
-           f"vitis_hls {'missing' if not finn_env.vitis_hls_available() else 'found'})")
+    if tools:
+        why = f"not requested (--flow {flow})"
+    else:
+        why = (f"needs Vivado/Vitis HLS (XILINX_VIVADO {'unset' if not finn_env.vivado_available() else 'set'}, "
+               f"vitis_hls {'missing' if not finn_env.vitis_hls_available() else 'found'})")
     skipped = [f"{s}: {why}" for s in BITSTREAM_STEPS]
-    # FINN's deployment folder needs the bitfile; a2qflow's package/ is still written (simulated board)
-    skipped[-1] += "; package/ is written without a bitfile, for the simulated board"
+    if package:  # FINN's deployment folder needs the bitfile; a2qflow's package/ does not
+        skipped[-1] += "; package/ is written without a bitfile, for the simulated board"
     return flow, skipped
 
 
@@ -113,7 +119,7 @@ def step_names(steps: list) -> list[str]:
     return [s if isinstance(s, str) else s.__name__ for s in steps]
 
 
-def dataflow_config(board: Board, out: Path, flow: str, steps: list, opts: BuildOptions):
+def dataflow_config(board: Board, out: Path, flow: str, steps: list, opts: BuildOptions) -> DataflowBuildConfig:
     from finn.builder.build_dataflow_config import DataflowBuildConfig, DataflowOutputType, ShellFlowType
 
     outputs = [DataflowOutputType.ESTIMATE_REPORTS]
@@ -150,27 +156,32 @@ def build(onnx_path: str | Path, out: str | Path, reference: tuple[np.ndarray, n
     board = get_board(opts.board)
     if opts.sizing not in SIZING_MODES:
         raise ValueError(f"sizing {opts.sizing!r}; valid: {', '.join(SIZING_MODES)}")
-    flow, skipped = resolve_flow(opts.flow)
+    if opts.sizing == "value" and opts.runtime_weights:
+        raise ValueError("sizing 'value' sizes from the weights in the graph, which runtime-writeable weights "
+                         "replace; use sizing 'guaranteed'")
+    flow, skipped = resolve_flow(opts.flow, opts.package)
     graph = load_graph(onnx_path)
     recorded_model = graph.get_metadata_prop("a2qflow.model")
     if recorded_model:  # the graph knows its network: its folding config, not --model's
         opts.model_name = json.loads(recorded_model)
-    try:
-        records = certificate.layer_metadata(graph)
-    except certificate.CertificateError:
-        records = None  # a plain FINN/QONNX graph: value-based widths, said in the report
     out.mkdir(parents=True, exist_ok=True)
-    if records is not None:
-        certs = certificate.certify(graph)
-        certificate.write_certificate(certs, _reports(out) / "certificate.json")
-        certificate.check(certs)
-        records = attach_weight_keys(graph, records)
-    if opts.from_step is None or not (out / "model.qonnx").exists():
-        shutil.copyfile(onnx_path, out / "model.qonnx")
-    x, expected, classification = reference
-    (out / "reference").mkdir(exist_ok=True)
-    np.save(out / "reference" / "input.npy", x)
-    np.save(out / "reference" / "expected_output.npy", expected)
+    earlier_build = (out / "run.json").is_file()   # only then are its subfolders ours to clear
+    # before anything else is written: a folder holding an earlier build must not say complete
+    run = {"status": "running", "input": str(onnx_path), "board": board.name, "flow": flow}
+    _write_run(out, run)
+    try:
+        if opts.from_step is None and earlier_build:
+            _clear_previous_outputs(out, Path(onnx_path))
+        records = _certify(graph, out)
+        if opts.from_step is None or not (out / "model.qonnx").exists():
+            _copy_input(Path(onnx_path), out / "model.qonnx")
+        x, expected, classification = reference
+        (out / "reference").mkdir(exist_ok=True)
+        np.save(out / "reference" / "input.npy", x)
+        np.save(out / "reference" / "expected_output.npy", expected)
+    except Exception as err:
+        _write_run(out, {**run, "status": "failed", "error": repr(err)})
+        raise
 
     finn_env.prepare_finn(out / "finn_tmp")
     from finn.builder.build_dataflow import build_dataflow_cfg
@@ -180,9 +191,11 @@ def build(onnx_path: str | Path, out: str | Path, reference: tuple[np.ndarray, n
     steps = step_list(ctx, flow, streamline_step_for(opts.model_name, graph), opts.folding is not None,
                       opts.target_fps, board, opts.lut_only, opts.rtl_sim)
     if opts.from_step and opts.from_step not in step_names(steps):
-        raise ValueError(f"--from-step {opts.from_step!r} is not a step of this flow; steps: {', '.join(step_names(steps))}")
-    run = {"status": "running", "input": str(onnx_path), "board": board.name, "part": board.part,
-           "clk_ns": board.clk_ns, "flow": flow, "requested_flow": opts.flow, "sizing": opts.sizing,
+        err = ValueError(f"--from-step {opts.from_step!r} is not a step of this flow; "
+                         f"steps: {', '.join(step_names(steps))}")
+        _write_run(out, {**run, "status": "failed", "error": repr(err)})
+        raise err
+    run = {**run, "part": board.part, "clk_ns": board.clk_ns, "requested_flow": opts.flow, "sizing": opts.sizing,
            "a2qflow_graph": records is not None, "steps": step_names(steps), "from_step": opts.from_step,
            "skipped": skipped, "versions": versions(), "options": {**opts.__dict__}}
     _write_run(out, run)
@@ -205,12 +218,57 @@ def build(onnx_path: str | Path, out: str | Path, reference: tuple[np.ndarray, n
         if ctx.error:
             raise ctx.error
         raise BuildError(run["error"])
+    run["skipped"] += _skipped_inside_steps(out / "reports")
     report.write_reports(out, board, run)
     if opts.package:
         _package(out, board, run)
     run["status"] = "complete"
     _write_run(out, run)
     return run
+
+
+# what a build writes into its run folder (train/ and other user files are left alone)
+BUILD_OUTPUTS = ("finn", "reports", "rtl", "synth", "package", "reference")
+
+
+def _clear_previous_outputs(out: Path, onnx_path: Path) -> None:
+    """A fresh build into a used folder: reports of the earlier build must not pass as this one's."""
+    for name in BUILD_OUTPUTS:
+        path = out / name
+        if path.is_dir() and not onnx_path.resolve().is_relative_to(path.resolve()):
+            shutil.rmtree(path)
+
+
+def _certify(graph: ModelWrapper, out: Path) -> list[dict] | None:
+    """The graph's per-layer records, certified (certificate.json written, failing channel
+    refused); None for a plain FINN/QONNX graph (value-based widths, said in the report)."""
+    try:
+        records = certificate.layer_metadata(graph)
+    except certificate.CertificateError:
+        return None
+    certs = certificate.certify(graph)
+    certificate.write_certificate(certs, _reports(out) / "certificate.json")
+    certificate.check(certs)
+    return attach_weight_keys(graph, records)
+
+
+def _copy_input(onnx_path: Path, dest: Path) -> None:
+    if onnx_path.resolve() != dest.resolve():  # rebuilding a run folder's own model.qonnx
+        shutil.copyfile(onnx_path, dest)
+
+
+def _skipped_inside_steps(reports: Path) -> list[str]:
+    """What the oss steps could not do (layers without FINN-generated RTL, Verilator without its
+    compiler): run.json lists it beside the skipped stages, so `complete` never hides it."""
+    skipped = []
+    synth, sim = reports / "synth.json", reports / "rtl_sim.json"
+    if synth.is_file():
+        skipped += [f"step_a2qflow_oss_synthesis: {s['node']} not synthesized ({s['reason']})"
+                    for s in json.loads(synth.read_text())["skipped"]
+                    if s["node"].startswith(("MVAU", "VVAU", "Thresholding"))]
+    if sim.is_file() and isinstance(report := json.loads(sim.read_text()), dict):
+        skipped.append(f"step_a2qflow_rtl_simulation: {report['skipped']}")
+    return skipped
 
 
 def _package(out: Path, board: Board, run: dict) -> None:

@@ -23,14 +23,16 @@ def from_checkpoint(checkpoint: str | Path, samples: int) -> Reference:
     return x.numpy().astype(np.float32), predict(model, x).numpy(), info["task"] == "classification"
 
 
-def from_graph(graph: ModelWrapper, samples: int, seed: int = 0) -> tuple[Reference, str]:
-    """Test samples of the dataset recorded in an a2qflow graph, else uniform [0, 1) inputs,
-    and the QONNX graph's own outputs (export proved those equal the trained model's)."""
+def from_graph(graph: ModelWrapper, samples: int, seed: int = 0,
+               data_dir: str | Path | None = None) -> tuple[Reference, str]:
+    """Test samples of the dataset recorded in an a2qflow graph (folder datasets such as
+    mnist need `data_dir`), else uniform [0, 1) inputs, and the QONNX graph's own outputs
+    (export proved those equal the trained model's)."""
     meta = graph.get_metadata_prop("a2qflow.dataset")
     shape = [d.dim_value for d in graph.graph.input[0].type.tensor_type.shape.dim]
     if meta:
         info = json.loads(meta)
-        x = load_dataset(info["name"], limit=samples).x_test[:samples].numpy().astype(np.float32)
+        x = load_dataset(info["name"], data_dir, limit=samples).x_test[:samples].numpy().astype(np.float32)
         source, classification = f"{info['name']} test split", info["task"] == "classification"
     else:
         x = np.random.default_rng(seed).random((samples, *shape[1:]), dtype=np.float32)

@@ -131,8 +131,11 @@ def markdown(doc: dict) -> str:
 
 
 def synthesis_markdown(rows: list[dict], skipped: list[dict]) -> list[str]:
-    if not rows:
+    if not rows and not skipped:
         return []
+    if not rows:
+        return ["No layer synthesized. Not synthesized: "
+                + "; ".join(f"{s['node']} ({s['reason']})" for s in skipped), ""]
     cols = ["tool", "node", "acc_bits", "LUT", "FF", "CARRY", "DSP", "BRAM18", "LUTRAM", "no_LUTRAM"]
     lines = ["Synthesis per layer (real tool output, not estimates):", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]

@@ -111,21 +111,23 @@ class SizeAccumulators(Transformation):
         inst = getCustomOp(node)
         rows = np.rint(node_weight_rows(model, node)).astype(np.int64)
         idt = inst.get_input_datatype(0)
+        # certified for the input range the hardware really sees, not the recorded one
         meta = {"name": rec["name"] if rec else node.name, "method": rec["method"] if rec else "qat",
                 "acc_bits": rec["acc_bits"] if rec else None, "input_bits": idt.bitwidth(),
                 "input_signed": idt.signed(), "weight_bits": inst.get_input_datatype(1).bitwidth()}
-        if rec and (rec["input_bits"], rec["input_signed"]) != (idt.bitwidth(), idt.signed()) and idt.is_integer():
-            # the certificate must hold for the input range the hardware really sees
-            meta["input_bits"], meta["input_signed"] = idt.bitwidth(), idt.signed()
         cert = certificate.certify_layer(meta, rows)
         certificate.check([cert])
         finn_acc = inst.get_nodeattr("accDataType")
+        runtime_weights = bool(inst.get_nodeattr("runtime_writeable_weights"))
         if self.mode == "int32":
             bits = 32
         elif rec and cert.acc_bits is not None and self.mode == "guaranteed":
             # a small fan-in can make the datatype worst case (true for any weights of
             # the weight datatype) tighter than the layer's P; both are guarantees
             bits = min(cert.acc_bits, cert.datatype_bits)
+        elif runtime_weights:
+            # no guarantee and weights written at run time: only the datatypes bound the sum
+            bits = cert.datatype_bits
         else:
             bits = cert.value_bits
         acc = DataType[f"INT{bits}"]
@@ -137,4 +139,4 @@ class SizeAccumulators(Transformation):
             inst.set_nodeattr("outputDataType", out.name)
         return NodeSizing(node.name, rec["name"] if rec else None, cert.method if rec else None,
                           cert.acc_bits if rec else None, cert.value_bits, cert.datatype_bits, finn_acc, acc.name,
-                          bool(inst.get_nodeattr("runtime_writeable_weights")))
+                          runtime_weights)

@@ -125,8 +125,11 @@ def export(model: nn.Module, samples: torch.Tensor, path: str | Path, *, classif
     """Export, fix weights, record metadata, prove parity on `samples`, certify.
 
     Writes `path` and `path` with suffix `.certificate.json`. On any failure raises, and
-    the graph is left only as `<path>.rejected.onnx` for inspection."""
+    the graph and its certificate are left only as `<path>.rejected.onnx` and
+    `<path>.rejected.certificate.json` for inspection (an earlier export at `path` stays as it was)."""
     path = Path(path)
+    if len(samples) == 0:
+        raise ExportError("export needs at least one test sample to prove parity")
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.cpu().eval()
     records = layer_records(model, samples[:8])
@@ -141,13 +144,15 @@ def export(model: nn.Module, samples: torch.Tensor, path: str | Path, *, classif
     onnx_model.save(str(staging))
 
     certs = certificate.certify(onnx_model)
-    certificate.write_certificate(certs, path.with_suffix(".certificate.json"))
+    staged_cert = path.with_suffix(".rejected.certificate.json")
+    certificate.write_certificate(certs, staged_cert)
     certificate.check(certs)
     parity = check_parity(onnx_model, model, samples, classification)
     if not parity.passed:
         raise ExportError(f"parity failed on {parity.samples} samples: max abs error {parity.max_abs_error:.3g} "
                           f"(tolerance {parity.tolerance:.3g}), argmax agreement {parity.argmax_agreement}; "
                           f"graph kept as {staging}")
+    os.replace(staged_cert, path.with_suffix(".certificate.json"))
     os.replace(staging, path)
     return path, certs, parity
 

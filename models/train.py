@@ -66,6 +66,16 @@ def dataset_info(ds: Dataset) -> dict:
 
 
 def build_model(model: str, recipe: Recipe, info: dict, **kwargs) -> nn.Module:
+    net = _build_network(model, recipe, info, **kwargs)
+    constrained = {m.a2qflow_spec.name for _, m in weight_layers(net) if m.a2qflow_spec.constrained}
+    unknown = sorted(set(recipe.layer_acc_bits) - constrained)
+    if unknown:  # a typo would otherwise leave that layer at the global P without a word
+        raise ValueError(f"--layer-acc-bits names {', '.join(unknown)}, not a constrained layer of {model}; "
+                         f"constrained layers: {', '.join(sorted(constrained)) or 'none'}")
+    return net
+
+
+def _build_network(model: str, recipe: Recipe, info: dict, **kwargs) -> nn.Module:
     if model not in NETWORKS:
         raise ValueError(f"unknown model {model!r}; valid: {', '.join(NETWORKS)}")
     shape = tuple(info["input_shape"])

@@ -1,6 +1,7 @@
 """FINN build flow: accumulators sized to the certified P, refusals, plain-FINN graphs,
 the overflow check's ability to fail, and the Vivado branch's wiring."""
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -68,14 +69,13 @@ def test_overflow_check_finds_the_wrap_at_p_minus_1(tfc_build):
     assert any(r["worst_case_wraps_at_p_minus_1"] > 0 for r in results)
     # and the check itself raises once a node is one bit short
     model = _final(run_dir)
-    node = dot_product_nodes(model)[0]
-    inst = getCustomOp(node)
-    bits = DataType[inst.get_nodeattr("accDataType")].bitwidth()
-    result = overflow.check_node(model, node, None)
-    if result["worst_case_wraps_at_p_minus_1"]:
-        inst.set_nodeattr("accDataType", f"INT{bits - 1}")
-        with pytest.raises(overflow.AccumulatorOverflow, match=node.name):
-            overflow.raise_on_wrap([overflow.check_node(model, node, None)])
+    tight = [n for n in dot_product_nodes(model) if overflow.check_node(model, n, None)["worst_case_wraps_at_p_minus_1"]]
+    assert tight
+    inst = getCustomOp(tight[0])
+    overflow.raise_on_wrap([overflow.check_node(model, tight[0], None)])   # at P: no wrap, no error
+    inst.set_nodeattr("accDataType", f"INT{DataType[inst.get_nodeattr('accDataType')].bitwidth() - 1}")
+    with pytest.raises(overflow.AccumulatorOverflow, match=tight[0].name):
+        overflow.raise_on_wrap([overflow.check_node(model, tight[0], None)])
 
 
 def test_runtime_writeable_weights_get_the_guaranteed_p(tfc_a2qplus, tmp_path):
@@ -93,9 +93,12 @@ def test_runtime_writeable_weights_get_the_guaranteed_p(tfc_a2qplus, tmp_path):
 def test_tampered_weights_stop_the_build(tfc_a2qplus_onnx, tmp_path):
     _tamper(tfc_a2qplus_onnx, tmp_path / "bad.onnx", layer="fc.2", channel=7)
     ref = (np.zeros((2, 1, 8, 8), np.float32), np.zeros((2, 10), np.float32), True)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "run.json").write_text(json.dumps({"status": "complete"}))   # an earlier build
     with pytest.raises(CertificateError, match=r"layer fc\.2, channel 7"):
         build(str(tmp_path / "bad.onnx"), tmp_path / "run", ref, BuildOptions(flow="estimate", package=False))
-    assert not (tmp_path / "run" / "run.json").exists()
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["status"] == "failed" and "layer fc.2, channel 7" in run["error"]
     result = CliRunner().invoke(main, ["build", "--onnx", str(tmp_path / "bad.onnx"), "--out", str(tmp_path / "r2")])
     assert result.exit_code == 1 and "layer fc.2, channel 7" in result.output
 
@@ -111,6 +114,14 @@ def test_plain_finn_graph_builds_with_value_based_widths(tfc_a2qplus_onnx, tmp_p
     sizing = json.loads((tmp_path / "run" / "reports" / "step_a2qflow_size_accumulators.json").read_text())
     assert sizing and all(s["layer"] is None and s["acc"] == f"INT{s['value_bits']}" for s in sizing)
     assert "Plain FINN graph" in (tmp_path / "run" / "reports" / "summary.md").read_text()
+    # weights written at run time and no guarantee: only the datatypes bound the sum
+    build(str(tmp_path / "plain.onnx"), tmp_path / "rtw", ref, BuildOptions(flow="estimate", package=False,
+                                                                           runtime_weights=True))
+    sizing = json.loads((tmp_path / "rtw" / "reports" / "step_a2qflow_size_accumulators.json").read_text())
+    assert all(s["acc"] == f"INT{s['datatype_bits']}" and s["value_bits"] < s["datatype_bits"] for s in sizing)
+    with pytest.raises(ValueError, match="runtime-writeable weights"):
+        build(str(tmp_path / "plain.onnx"), tmp_path / "rtw2", ref,
+              BuildOptions(flow="estimate", sizing="value", runtime_weights=True))
 
 
 def test_value_sizing_option_uses_value_based_width(tfc_a2qplus, tmp_path):
@@ -123,11 +134,25 @@ def test_value_sizing_option_uses_value_based_width(tfc_a2qplus, tmp_path):
 def test_resume_from_step(tfc_build):
     run_dir, first = tfc_build
     ref = (np.load(run_dir / "reference" / "input.npy"), np.load(run_dir / "reference" / "expected_output.npy"), True)
+    (run_dir / "reports" / "overflow.json").unlink()
     run = build(str(run_dir / "model.qonnx"), run_dir, ref,
                 BuildOptions(flow="estimate", from_step="step_a2qflow_size_accumulators", package=False))
     assert run["status"] == "complete" and run["from_step"] == "step_a2qflow_size_accumulators"
     assert "step_streamline" not in run["time_per_step"]
-    assert json.loads((run_dir / "reports" / "overflow.json").read_text())
+    assert json.loads((run_dir / "reports" / "overflow.json").read_text())   # rewritten by the resumed step
+
+
+
+def test_fresh_build_into_a_used_folder_drops_the_earlier_reports(tfc_build, tmp_path):
+    run_dir, _ = tfc_build
+    out = tmp_path / "run"
+    shutil.copytree(run_dir, out, ignore=shutil.ignore_patterns("finn", "finn_tmp"))
+    (out / "reports" / "synth.json").write_text(json.dumps({"layers": [], "total": None, "skipped": [],
+                                                            "tool": "Yosys 0.99"}))
+    ref = (np.load(out / "reference" / "input.npy"), np.load(out / "reference" / "expected_output.npy"), True)
+    run = build(str(out / "model.qonnx"), out, ref, BuildOptions(flow="estimate", package=False))  # its own input
+    assert run["status"] == "complete" and not (out / "reports" / "synth.json").exists()
+    assert "Yosys 0.99" not in (out / "reports" / "summary.md").read_text()
 
 
 def test_unknown_board_lists_valid_ones(tmp_path):

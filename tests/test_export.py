@@ -123,10 +123,16 @@ def test_export_refuses_weights_over_the_bound(tfc_a2qplus, digits, tmp_path, mo
 
     monkeypatch.setattr(export_mod, "quantized_weights", inflated)
     model, _ = load_checkpoint(tfc_a2qplus)
+    (tmp_path / "m.onnx").write_bytes(b"earlier export")   # a failed re-export must not touch it
+    (tmp_path / "m.certificate.json").write_text("earlier certificate")
     with pytest.raises(CertificateError, match=r"layer fc\.2, channel 5"):
         export(model, digits.x_test[:16], tmp_path / "m.onnx")
-    assert not (tmp_path / "m.onnx").exists()
-    assert not json.loads((tmp_path / "m.certificate.json").read_text())["passed"]
+    assert (tmp_path / "m.onnx").read_bytes() == b"earlier export"
+    assert (tmp_path / "m.certificate.json").read_text() == "earlier certificate"
+    assert (tmp_path / "m.rejected.onnx").is_file()
+    assert not json.loads((tmp_path / "m.rejected.certificate.json").read_text())["passed"]
+    with pytest.raises(export_mod.ExportError, match="at least one test sample"):
+        export(model, digits.x_test[:0], tmp_path / "m.onnx")
 
 
 def test_certificate_value_range_is_exact(tfc_a2qplus_onnx):

@@ -51,6 +51,18 @@ def test_per_layer_acc_bits_and_first_last_options():
     assert (specs["fc.0"].input_bits, specs["fc.1"].input_bits) == (8, 4)
 
 
+def test_layer_acc_bits_must_name_a_constrained_layer():
+    from a2qflow.models.train import build_model
+
+    info = {"name": "digits", "task": "classification", "input_shape": [64], "num_classes": 10,
+            "input_signed": False, "upscale": None}
+    with pytest.raises(ValueError, match=r"names fc9, not a constrained layer of tfc; constrained layers: fc.0"):
+        build_model("tfc", Recipe(method="a2q+", layer_acc_bits={"fc9": 14}), info)
+    with pytest.raises(ValueError, match="names fc.0, not a constrained layer"):  # unconstrained: plain qat
+        build_model("tfc", Recipe(method="a2q+", layer_acc_bits={"fc.0": 14}, first_layer="unconstrained"), info)
+    build_model("tfc", Recipe(method="a2q+", layer_acc_bits={"fc.0": 14}), info)
+
+
 @pytest.mark.parametrize("bad, message", [
     ({"method": "a2q++"}, "unknown recipe"),
     ({"acc_bits": 1}, "out of range"),

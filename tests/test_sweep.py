@@ -5,6 +5,7 @@ The slow test runs real cells (train -> export -> FINN build -> Yosys) of a tiny
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 
 import pytest
@@ -52,6 +53,21 @@ def test_bad_sweep_file_names_the_field(tmp_path, text, field):
     with pytest.raises(sweep.SweepFileError, match=field) as err:
         sweep.load_sweep(path)
     assert "bad.yaml" in str(err.value)
+
+
+def test_cached_cell_is_reused_only_with_the_same_settings(tmp_path):
+    spec = compare.GridSpec(recipes=("a2q+",), acc_bits=(12,))
+    cell = spec.cells()[0]
+    cell_dir = tmp_path / "cells" / cell.key
+    cell_dir.mkdir(parents=True)
+    cached = {"key": cell.key, "lut": 123, "unsynthesized": [],
+              "settings": json.loads(json.dumps({n: getattr(spec, n) for n in compare.CELL_SETTINGS}))}
+    (cell_dir / "result.json").write_text(json.dumps(cached))
+    assert compare.attempt_cell(cell, spec, tmp_path) == {**cached, "status": "complete"}
+    changed = compare.attempt_cell(cell, dataclasses.replace(spec, lut_only=True, qat_epochs=3), tmp_path)
+    assert changed["status"] == "failed" and changed["error"].startswith("StaleCacheError")
+    assert "lut_only: cached False, now True" in changed["error"] and "qat_epochs: cached 10, now 3" in changed["error"]
+    assert json.loads((cell_dir / "result.json").read_text()) == cached   # kept, not overwritten
 
 
 def test_summary_lists_failed_cells_and_headline(tmp_path):
