@@ -19,7 +19,8 @@ from pathlib import Path
 
 import click
 
-MODULE = "a2qflow_deploy"
+from a2qflow.deploy import MODULE_NAME as MODULE   # the board code's name inside a package
+
 _SAFE_REMOTE = re.compile(r"^[A-Za-z0-9._/-]+$")
 
 
@@ -54,13 +55,12 @@ def package_is_current(run_dir: Path) -> bool:
         files = manifest["files"]
     except (OSError, ValueError, KeyError, pk.PackageError):
         return False
-    bitdir = run_dir / "finn" / "bitfile"
-    sources = {manifest.get("hw_graph"): graph, **{f"{MODULE}/{src.name}": src for src in pk.deploy_sources()}}
-    if (bitdir / "finn-accel.bit").is_file():
-        sources.update({"bitfile/finn-accel.bit": bitdir / "finn-accel.bit", "bitfile/finn-accel.hwh": bitdir / "finn-accel.hwh"})
+    bitfile = pk.bitfile_sources(run_dir)
+    sources = {manifest.get("hw_graph"): graph, **{f"{MODULE}/{src.name}": src for src in pk.deploy_sources()},
+               **bitfile}
     shipped_code = {rel for rel in files if rel.startswith(f"{MODULE}/")}
     if shipped_code != {rel for rel in sources if rel.startswith(f"{MODULE}/")} or bool(manifest.get("bitfile")) != (
-            "bitfile/finn-accel.bit" in sources):
+            bool(bitfile)):
         return False
     return all(rel in files and src.is_file() and files[rel]["sha256"] == sha256_file(src) for rel, src in sources.items())
 

@@ -138,6 +138,15 @@ def write_certificate(certs: list[LayerCert], path: Path) -> None:
     path.write_text(json.dumps(doc, indent=1))
 
 
+def certify_and_record(model: ModelWrapper, path: Path) -> list[LayerCert]:
+    """Certify, write the certificate to `path` (a failing one too: it names the channels),
+    then raise naming the first failing layer and channel."""
+    certs = certify(model)
+    write_certificate(certs, path)
+    check(certs)
+    return certs
+
+
 def summary_rows(certs: list[LayerCert]) -> list[dict]:
     """One row per layer for the CLI table."""
     return [{"layer": c.name, "method": c.method, "P": c.acc_bits, "N": f"{'s' if c.input_signed else 'u'}{c.input_bits}",

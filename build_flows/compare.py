@@ -96,9 +96,10 @@ def _settings(spec: GridSpec, names: tuple[str, ...]) -> dict:
 
 
 def _check_cached(recorded: dict | None, current: dict, where: Path) -> None:
+    recorded = recorded or {}   # cached before settings were recorded: stale too
     if recorded != current:
-        diff = ", ".join(f"{k}: cached {(recorded or {}).get(k)!r}, now {v!r}" for k, v in current.items()
-                         if (recorded or {}).get(k) != v)
+        diff = ", ".join(f"{k}: cached {recorded.get(k)!r}, now {v!r}" for k, v in current.items()
+                         if recorded.get(k) != v)
         raise StaleCacheError(f"{where} was computed with other settings ({diff}); use another output "
                               f"folder or delete it")
 
@@ -148,9 +149,6 @@ def run_cell(cell: Cell, spec: GridSpec, root: str | Path) -> dict:
     if done.is_file():
         result = json.loads(done.read_text())
         _check_cached(result.get("settings"), settings, cell_dir)
-        if "unsynthesized" not in result:  # cached before this field existed: derive it from the build
-            result["unsynthesized"] = _unsynthesized(json.loads((cell_dir / "build" / "reports" / "synth.json").read_text()))
-            _write_atomic(done, result)
         return result
     t0 = time.perf_counter()
     ckpt = _train(cell, spec, root)

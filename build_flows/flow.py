@@ -28,13 +28,13 @@ from a2qflow.environment import versions
 from a2qflow.hw_configs import Board, folding_config, get_board
 
 from . import certificate, finn_env, report
-
-if TYPE_CHECKING:  # FINN is imported once its environment is prepared (finn_env)
-    from finn.builder.build_dataflow_config import DataflowBuildConfig
 from .model_steps import streamline_step_for
 from .sizing import SIZING_MODES, attach_weight_keys
 from .steps import (BuildContext, apply_folding, check_overflow, oss_synthesis, prefer_rtl_dot_products,
                     rtl_simulation, runtime_writeable_weights, size_accumulators, with_parity)
+
+if TYPE_CHECKING:  # FINN is imported once its environment is prepared (finn_env)
+    from finn.builder.build_dataflow_config import DataflowBuildConfig
 
 FLOWS = ("auto", "estimate", "oss", "bitstream")
 DEFAULT_TARGET_FPS = 100_000
@@ -246,9 +246,7 @@ def _certify(graph: ModelWrapper, out: Path) -> list[dict] | None:
         records = certificate.layer_metadata(graph)
     except certificate.CertificateError:
         return None
-    certs = certificate.certify(graph)
-    certificate.write_certificate(certs, _reports(out) / "certificate.json")
-    certificate.check(certs)
+    certificate.certify_and_record(graph, _reports(out) / "certificate.json")
     return attach_weight_keys(graph, records)
 
 

@@ -177,12 +177,10 @@ def host_test_set(run_dir: str | Path, checkpoint: str | Path | None = None, max
 
 
 def _from_checkpoint(ckpt: Path, max_samples: int) -> HostTestSet:
-    from a2qflow.models.data import load_dataset
-    from a2qflow.models.train import load_checkpoint, predict
+    from a2qflow.models.train import checkpoint_dataset, load_checkpoint, predict
 
     model, data = load_checkpoint(ckpt)
-    cfg, info = data["config"], data["dataset"]
-    ds = load_dataset(cfg["dataset"], cfg["data_dir"], limit=cfg["limit"])
+    info, ds = data["dataset"], checkpoint_dataset(data)
     x, y = ds.x_test[:max_samples], ds.y_test[:max_samples]
     return HostTestSet(x.numpy().astype(np.float32), y.numpy(), predict(model, x).numpy().astype(np.float32),
                    info["task"], info["name"], f"brevitas model {ckpt}")
@@ -215,19 +213,29 @@ def _run_json(run_dir: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+BITFILE, HWH = "bitfile/finn-accel.bit", "bitfile/finn-accel.hwh"   # in the package, named as FINN names them
+
+
+def bitfile_sources(run_dir: Path) -> dict[str, Path]:
+    """Package path -> the run's file, for the bitfile and hwh of a bitstream build; empty without one."""
+    bitdir = Path(run_dir) / "finn" / "bitfile"
+    if not (bitdir / Path(BITFILE).name).is_file():
+        return {}
+    return {rel: bitdir / Path(rel).name for rel in (BITFILE, HWH)}
+
+
 def _copy_bitfile(run_dir: Path, dest: Path) -> dict:
-    bitdir = run_dir / "finn" / "bitfile"
-    bit, hwh = bitdir / "finn-accel.bit", bitdir / "finn-accel.hwh"
-    if not bit.is_file():
+    sources = bitfile_sources(run_dir)
+    if not sources:
         flow = _run_json(run_dir).get("flow", "?")
         return {"bitfile": None, "hwh": None, "sim_only": True,
                 "no_bitfile_reason": f"{flow} flow: no bitstream was synthesized (that needs Vivado)"}
-    if not hwh.is_file():
-        raise PackageError(f"{bit} has no {hwh.name} beside it; pynq needs both")
+    if not sources[HWH].is_file():
+        raise PackageError(f"{sources[BITFILE]} has no {sources[HWH].name} beside it; pynq needs both")
     (dest / "bitfile").mkdir()
-    for src in (bit, hwh):
-        shutil.copyfile(src, dest / "bitfile" / src.name)
-    return {"bitfile": "bitfile/finn-accel.bit", "hwh": "bitfile/finn-accel.hwh", "sim_only": False}
+    for rel, src in sources.items():
+        shutil.copyfile(src, dest / rel)
+    return {"bitfile": BITFILE, "hwh": HWH, "sim_only": False}
 
 
 def _copy_driver(run_dir: Path, board: Board, graph: Path, dest: Path) -> dict:

@@ -9,7 +9,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 
 from a2qflow.models.data import load_dataset
 from a2qflow.models.export import run_onnx
-from a2qflow.models.train import load_checkpoint, predict
+from a2qflow.models.train import checkpoint_dataset, load_checkpoint, predict
 
 Reference = tuple[np.ndarray, np.ndarray, bool]   # inputs, expected outputs, is classification
 
@@ -17,10 +17,8 @@ Reference = tuple[np.ndarray, np.ndarray, bool]   # inputs, expected outputs, is
 def from_checkpoint(checkpoint: str | Path, samples: int) -> Reference:
     """Test samples and the brevitas model's outputs for them."""
     model, ckpt = load_checkpoint(checkpoint)
-    cfg, info = ckpt["config"], ckpt["dataset"]
-    ds = load_dataset(cfg["dataset"], cfg["data_dir"], limit=cfg["limit"])
-    x = ds.x_test[:samples]
-    return x.numpy().astype(np.float32), predict(model, x).numpy(), info["task"] == "classification"
+    x = checkpoint_dataset(ckpt).x_test[:samples]
+    return x.numpy().astype(np.float32), predict(model, x).numpy(), ckpt["dataset"]["task"] == "classification"
 
 
 def from_graph(graph: ModelWrapper, samples: int, seed: int = 0,

@@ -179,6 +179,12 @@ def write_summary(path: Path, text: str, title: str) -> None:
         f"<style>{PAGE_STYLE}</style></head><body>{body}</body></html>\n")
 
 
+def _grid_rows(folder: Path) -> list[dict]:
+    """Every cell row of a compare-acc folder's results.json, as write_outputs took them."""
+    doc = _load(folder / "results.json")
+    return doc["cells"] + doc.get("failed", []) + doc.get("partial", [])
+
+
 def regenerate(path: str | Path) -> Path:
     """Rewrite the Markdown/HTML summary of a run folder from its JSON/CSV: a build
     (run.json), a compare-acc grid (results.json) or a sweep of several grids."""
@@ -188,14 +194,11 @@ def regenerate(path: str | Path) -> Path:
 
     path = Path(path)
     if (path / "results.json").is_file():
-        doc = _load(path / "results.json")
-        compare.write_outputs(doc["cells"] + doc.get("failed", []) + doc.get("partial", []), path)
+        compare.write_outputs(_grid_rows(path), path)
         return path / "summary.md"
     grids = sorted(p.parent for p in path.glob("*/results.json"))
     if grids:
-        rows = [r for g in grids for d in [_load(g / "results.json")]
-                for r in d["cells"] + d.get("failed", []) + d.get("partial", [])]
-        sweep.write_sweep_outputs(rows, path, nested=True)
+        sweep.write_sweep_outputs([r for g in grids for r in _grid_rows(g)], path, nested=True)
         return path / "summary.md"
     run = _load(path / "run.json")
     if run is None:

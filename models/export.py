@@ -143,10 +143,8 @@ def export(model: nn.Module, samples: torch.Tensor, path: str | Path, *, classif
         onnx_model.set_metadata_prop(f"a2qflow.{key}", json.dumps(value))
     onnx_model.save(str(staging))
 
-    certs = certificate.certify(onnx_model)
     staged_cert = path.with_suffix(".rejected.certificate.json")
-    certificate.write_certificate(certs, staged_cert)
-    certificate.check(certs)
+    certs = certificate.certify_and_record(onnx_model, staged_cert)
     parity = check_parity(onnx_model, model, samples, classification)
     if not parity.passed:
         raise ExportError(f"parity failed on {parity.samples} samples: max abs error {parity.max_abs_error:.3g} "
@@ -160,12 +158,11 @@ def export(model: nn.Module, samples: torch.Tensor, path: str | Path, *, classif
 def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, samples: int = 200
                       ) -> tuple[Path, list[certificate.LayerCert], ParityReport]:
     """Export a checkpoint written by `train`, proving parity on its dataset's test split."""
-    from .data import load_dataset
-    from .train import load_checkpoint
+    from .train import checkpoint_dataset, load_checkpoint
 
     model, ckpt = load_checkpoint(checkpoint)
     cfg, info = ckpt["config"], ckpt["dataset"]
-    ds = load_dataset(cfg["dataset"], cfg["data_dir"], limit=cfg["limit"])
+    ds = checkpoint_dataset(ckpt)
     out = Path(out) if out else Path(checkpoint).with_name("model.onnx")
     meta = {"model": cfg["model"], "dataset": info, "recipe": cfg["recipe"], "metrics": ckpt["metrics"]}
     return export(model, ds.x_test[:samples], out, classification=info["task"] == "classification",

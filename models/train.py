@@ -209,6 +209,12 @@ def save_checkpoint(path: Path, model: nn.Module, cfg: TrainConfig, info: dict, 
                 "metrics": metrics, "state_dict": model.state_dict()}, path)
 
 
+def checkpoint_dataset(ckpt: dict) -> Dataset:
+    """The dataset a checkpoint was trained on, loaded as training loaded it."""
+    cfg = ckpt["config"]
+    return load_dataset(cfg["dataset"], cfg["data_dir"], limit=cfg["limit"])
+
+
 def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
     """Rebuild the quantized network saved by `train`; returns (model in eval mode, checkpoint)."""
     path = Path(path)
