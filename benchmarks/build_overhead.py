@@ -48,30 +48,30 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
 
-    from a2qflow.build_flows import finn_env, reference
-    from a2qflow.build_flows.flow import BuildOptions, build
+    from a2qflow.build_flows import finn_env
+    from a2qflow.build_flows.config import BuildConfig
+    from a2qflow.build_flows.pipeline import PipelineConfig, run
     from a2qflow.hw_configs import get_board
-    from a2qflow.models.export import export_checkpoint
     from a2qflow.models.recipes import Recipe
-    from a2qflow.models.train import TrainConfig, train
+    from a2qflow.models.train import TrainConfig
 
     board = get_board(args.board)
     work = Path(tempfile.mkdtemp(prefix="a2qflow-overhead-"))
     finn_env.prepare_finn(work / "finn_tmp")
     rows = []
     for model in args.models.split(","):
-        cfg = TrainConfig(model=model, recipe=Recipe(method="a2q+", acc_bits=14, input_bits=4),
-                          float_epochs=2, qat_epochs=1)
-        train(cfg, work / model / "train")
-        onnx, _, _ = export_checkpoint(work / model / "train" / "checkpoint.pt", work / model / "model.onnx", 64)
-        ref = reference.from_checkpoint(work / model / "train" / "checkpoint.pt", 32)
+        build_cfg = BuildConfig(board=board.name, flow="estimate", target_fps=100_000, package=False)
+        first = run(PipelineConfig(train=TrainConfig(model=model, recipe=Recipe(method="a2q+", acc_bits=14, input_bits=4),
+                                                     float_epochs=2, qat_epochs=1), export_samples=64,
+                                   build=build_cfg, out=work / model / "trained"), log=lambda line: None)
+        onnx = first.onnx
         bare, ours, checks = [], [], []
         for i in range(args.repeats):
             bare.append(bare_finn(onnx, work / model / f"bare{i}", board))
-            run = build(str(onnx), work / model / f"a2qflow{i}", ref,
-                        BuildOptions(board=board.name, flow="estimate", target_fps=100_000))
-            ours.append(run["wall_s"])
-            checks.append(run["check_s"])
+            record = run(PipelineConfig(onnx=onnx, build=build_cfg, out=work / model / f"a2qflow{i}"),
+                         log=lambda line: None).record
+            ours.append(record["wall_s"])
+            checks.append(record["check_s"])
         b, o, c = statistics.median(bare), statistics.median(ours), statistics.median(checks)
         rows.append({"model": model, "bare_finn_s": b, "a2qflow_s": o, "checks_s": c,
                      "ratio_excl_checks": (o - c) / b, "ratio_total": o / b})

@@ -10,13 +10,73 @@ Results: `results.csv`/`results.json`, plots (PNG + SVG) and `summary.md`.
 from __future__ import annotations
 
 import csv
+import io
 import json
+import shutil
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from a2qflow.errors import A2qflowError
+from a2qflow.hw_configs import DEFAULT_BOARD
+from a2qflow.models import catalog
+
+from .run_folder import SIZING, SYNTH, read_json, write_json, write_text_atomic
+from .summary import write_summary
+
 BASELINES = ("int32", "value")
+
+
+GRID_MARKER = "grid.json"
+
+
+class GridFolderError(A2qflowError, ValueError):
+    """An output folder a comparison must not write into."""
+
+
+def claim_grid_folder(root: Path, kind: str) -> None:
+    """Refuse a file, or a folder holding files but no a2qflow comparison; mark the folder."""
+    claim_check(root)
+    write_json(root / GRID_MARKER, {"format": "a2qflow-grid/1", "kind": kind})
+
+
+def validate_spec(spec: "GridSpec") -> "GridSpec":
+    """Refuse a grid that would do nothing or cannot work, naming the field."""
+    from a2qflow.hw_configs import get_board
+    from a2qflow.models.data import DATASETS
+    from a2qflow.models.nets import NETWORKS
+
+    get_board(spec.board)
+    if spec.model not in NETWORKS:
+        raise GridSpecError(f"model {spec.model!r}; valid: {', '.join(NETWORKS)}")
+    if spec.dataset not in DATASETS:
+        raise GridSpecError(f"dataset {spec.dataset!r}; valid: {', '.join(DATASETS)}")
+    if not spec.recipes:
+        raise GridSpecError("recipes is empty: name at least one of qat, a2q, a2q+")
+    bad = [r for r in spec.recipes if r not in ("qat", "a2q", "a2q+")]
+    if bad:
+        raise GridSpecError(f"recipes: unknown recipe(s) {bad}; valid: qat, a2q, a2q+")
+    if any(r != "qat" for r in spec.recipes) and not spec.acc_bits:
+        raise GridSpecError("acc_bits is empty: the a2q/a2q+ cells need at least one accumulator width")
+    bad = [p for p in spec.acc_bits if isinstance(p, bool) or not isinstance(p, int) or not 2 <= p <= 64]
+    if bad:
+        raise GridSpecError(f"acc_bits {bad}: each accumulator width must be an integer in 2..64")
+    if not spec.seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in spec.seeds):
+        raise GridSpecError(f"seeds {list(spec.seeds)}: need at least one seed, each a non-negative integer")
+    for name in ("float_epochs", "qat_epochs"):
+        value = getattr(spec, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise GridSpecError(f"{name} must be a non-negative integer, got {value!r}")
+    if not 1 <= spec.input_bits <= 16:
+        raise GridSpecError(f"input_bits {spec.input_bits} out of range 1..16")
+    if not isinstance(spec.torch_threads, int) or spec.torch_threads < 1:
+        raise GridSpecError(f"torch_threads must be a positive integer, got {spec.torch_threads!r}")
+    return spec
+
+
+class GridSpecError(A2qflowError, ValueError):
+    """A comparison grid that would do nothing or cannot work."""
 
 
 def parse_acc_bits(text: str) -> tuple[int, ...]:
@@ -54,15 +114,15 @@ class Cell:
 
 @dataclass
 class GridSpec:
-    model: str = "tfc"
-    dataset: str = "digits"
-    board: str = "Pynq-Z2"
-    recipes: tuple[str, ...] = ("qat", "a2q", "a2q+")
-    acc_bits: tuple[int, ...] = (10, 12, 14, 16, 20)
-    seeds: tuple[int, ...] = (0,)
-    input_bits: int = 4
-    float_epochs: int = 10
-    qat_epochs: int = 10
+    model: str = catalog.DEFAULT_MODEL
+    dataset: str = catalog.DEFAULT_DATASET
+    board: str = DEFAULT_BOARD
+    recipes: tuple[str, ...] = catalog.RECIPE_NAMES
+    acc_bits: tuple[int, ...] = catalog.DEFAULT_GRID_ACC_BITS
+    seeds: tuple[int, ...] = (catalog.DEFAULT_SEED,)
+    input_bits: int = catalog.DEFAULT_INPUT_BITS
+    float_epochs: int = catalog.DEFAULT_FLOAT_EPOCHS
+    qat_epochs: int = catalog.DEFAULT_QAT_EPOCHS
     lut_only: bool = False
     rtl_sim: bool = False     # Verilator-check each cell's layers (the build's oss step); off: LUTs are the point
     torch_threads: int = 1    # fixed: float sums in training depend on the thread count, and a cell
@@ -87,7 +147,7 @@ CELL_SETTINGS = ("input_bits", "float_epochs", "qat_epochs", "lut_only", "torch_
 FLOAT_SETTINGS = ("input_bits", "float_epochs", "torch_threads", "train_kwargs")
 
 
-class StaleCacheError(ValueError):
+class StaleCacheError(A2qflowError, ValueError):
     """A cached cell or float checkpoint was computed with other settings than this grid's."""
 
 
@@ -104,76 +164,82 @@ def _check_cached(recorded: dict | None, current: dict, where: Path) -> None:
                               f"folder or delete it")
 
 
-def _train(cell: Cell, spec: GridSpec, root: Path) -> Path:
-    import torch
+def _float_dir(cell: Cell, root: Path) -> Path:
+    return root / "float" / f"{cell.model}-{cell.dataset}-s{cell.seed}"
 
+
+def check_cached(cells: list[Cell], spec: GridSpec, root: Path) -> None:
+    """Refuse, before anything runs or is written, a grid whose cached cells or float
+    checkpoints were computed with other settings."""
+    for cell in cells:
+        done = root / "cells" / cell.key / "result.json"
+        if done.is_file():
+            _check_cached(read_json(done).get("settings"), _settings(spec, CELL_SETTINGS), done.parent)
+        float_dir = _float_dir(cell, root)
+        if (float_dir / "float.pt").is_file():
+            _check_cached(read_json(float_dir / "settings.json"), _settings(spec, FLOAT_SETTINGS), float_dir)
+
+
+def _train_config(cell: Cell, spec: GridSpec, float_ckpt: Path):
     from a2qflow.models.recipes import Recipe
-    from a2qflow.models.train import TrainConfig, train
+    from a2qflow.models.train import TrainConfig
 
-    float_dir = root / "float" / f"{cell.model}-{cell.dataset}-s{cell.seed}"
-    float_ckpt = float_dir / "float.pt"
-    float_settings = _settings(spec, FLOAT_SETTINGS)
-    if float_ckpt.is_file():
-        settings_file = float_dir / "settings.json"
-        _check_cached(json.loads(settings_file.read_text()) if settings_file.is_file() else None,
-                      float_settings, float_dir)
-    out = root / "cells" / cell.key / "train"
     recipe = Recipe(method=cell.recipe, acc_bits=cell.acc_bits or 32, input_bits=spec.input_bits)
-    cfg = TrainConfig(model=cell.model, dataset=cell.dataset, recipe=recipe, seed=cell.seed,
-                      float_epochs=spec.float_epochs, qat_epochs=spec.qat_epochs,
-                      float_checkpoint=str(float_ckpt) if float_ckpt.is_file() else None, **spec.train_kwargs)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(spec.torch_threads)
-    try:
-        train(cfg, out)
-    finally:
-        torch.set_num_threads(threads)
-    if not float_ckpt.is_file() and (out / "float.pt").is_file():
-        float_dir.mkdir(parents=True, exist_ok=True)
-        _write_atomic(float_dir / "settings.json", float_settings)
-        (out / "float.pt").replace(float_ckpt)
-    return out / "checkpoint.pt"
+    return TrainConfig(model=cell.model, dataset=cell.dataset, recipe=recipe, seed=cell.seed,
+                       float_epochs=spec.float_epochs, qat_epochs=spec.qat_epochs,
+                       float_checkpoint=str(float_ckpt) if float_ckpt.is_file() else None, **spec.train_kwargs)
 
 
 def run_cell(cell: Cell, spec: GridSpec, root: str | Path) -> dict:
-    """Train -> export -> build -> synthesize one cell; cached in cells/<key>/result.json."""
-    from a2qflow.models.export import export_checkpoint
+    """Train -> export -> build -> synthesize one cell (the pipeline, oss flow); cached in
+    cells/<key>/result.json. The first cell of a seed keeps its float pre-training in
+    float/<model>-<dataset>-s<seed>/ for the others."""
+    import torch
 
-    from . import reference
-    from .flow import BuildOptions, build
+    from .config import BuildConfig
+    from .pipeline import PipelineConfig, run
 
     root = Path(root)
     cell_dir = root / "cells" / cell.key
     done = cell_dir / "result.json"
     settings = _settings(spec, CELL_SETTINGS)
     if done.is_file():
-        result = json.loads(done.read_text())
+        result = read_json(done)
         _check_cached(result.get("settings"), settings, cell_dir)
         return result
     t0 = time.perf_counter()
-    ckpt = _train(cell, spec, root)
-    onnx, _, _ = export_checkpoint(ckpt, cell_dir / "model.onnx", samples=100)
-    run = build(str(onnx), cell_dir / "build", reference.from_checkpoint(ckpt, 16),
-                BuildOptions(board=cell.board, flow="oss", sizing=cell.sizing, model_name=cell.model,
-                             lut_only=spec.lut_only, package=False, rtl_sim=spec.rtl_sim))
-    synth = json.loads((cell_dir / "build" / "reports" / "synth.json").read_text())
+    float_dir = _float_dir(cell, root)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(spec.torch_threads)
+    try:
+        result = run(PipelineConfig(
+            train=_train_config(cell, spec, float_dir / "float.pt"), export_samples=100,
+            build=BuildConfig(board=cell.board, flow="oss", sizing=cell.sizing, model_name=cell.model,
+                              lut_only=spec.lut_only, package=False, rtl_sim=spec.rtl_sim, parity_samples=16),
+            out=cell_dir / "build"), log=lambda line: None)
+    finally:
+        torch.set_num_threads(threads)
+    folder = result.folder
+    if not (float_dir / "float.pt").is_file() and (folder.train / "float.pt").is_file():
+        write_json(float_dir / "settings.json", _settings(spec, FLOAT_SETTINGS))
+        shutil.copyfile(folder.train / "float.pt", float_dir / "float.pt")
+    synth = folder.read_report(SYNTH)
     if synth["total"] is None:
         raise ValueError(f"{cell.key}: no layer of the built graph has FINN-generated RTL to synthesize; "
                          f"skipped: {synth['skipped']}")
     # FINN builds a dot product as HLS where its RTL MVU does not apply (e.g. on DSP48E1 parts when
     # a layer's weights reach the datatype's minimum); without Vitis HLS those layers have no RTL,
     # so this cell's LUT total would leave them out: kept, but marked and kept out of comparisons
-    unsynthesized = _unsynthesized(synth)
-    metrics = json.loads((ckpt.parent / "train.json").read_text())["metrics"]["quant"]
-    sizing = json.loads((cell_dir / "build" / "reports" / "step_a2qflow_size_accumulators.json").read_text())
+    metrics = read_json(folder.train / "train.json")["metrics"]["quant"]
+    sizing = folder.read_report(SIZING)
     result = {**asdict(cell), "key": cell.key, "accuracy": metrics.get("accuracy", metrics.get("psnr_db")),
               "metric": "accuracy" if "accuracy" in metrics else "psnr_db",
               "acc_widths": {s["node"]: s["acc"] for s in sizing},
               "layers": synth["layers"], "lut": synth["total"]["lut"], "ff": synth["total"]["ff"],
               "dsp": synth["total"]["dsp"], "tool": synth["tool"],
-              "build_status": run["status"], "unsynthesized": unsynthesized, "settings": settings,
+              "build_status": result.record["status"], "unsynthesized": _unsynthesized(synth), "settings": settings,
               "seconds": time.perf_counter() - t0}
-    _write_atomic(done, result)
+    write_json(done, result)
     (cell_dir / "error.json").unlink(missing_ok=True)
     return result
 
@@ -192,15 +258,8 @@ def attempt_cell(cell: Cell, spec: GridSpec, root: str | Path) -> dict:
         row = {**asdict(cell), "key": cell.key, "status": "failed", "error": f"{type(err).__name__}: {err}"}
         cell_dir = Path(root) / "cells" / cell.key
         cell_dir.mkdir(parents=True, exist_ok=True)
-        _write_atomic(cell_dir / "error.json", row)
+        write_json(cell_dir / "error.json", row)
         return row
-
-
-def _write_atomic(path: Path, data: dict) -> None:
-    """Write-then-rename: an interrupted write never leaves a file that looks finished."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    tmp.replace(path)
 
 
 def run_serial(cells: list[Cell], spec: GridSpec, root: Path, console=None) -> list[dict]:
@@ -217,6 +276,29 @@ def run_serial(cells: list[Cell], spec: GridSpec, root: Path, console=None) -> l
                       + (f" ({row['error']})" if row["status"] == "failed" else ""), markup=False)
         results.append(row)
     return results
+
+
+def run_grid(spec: GridSpec, root: Path, console=None) -> tuple[list[dict], dict]:
+    """`a2qflow compare-acc`: the whole grid in this process, then its outputs; returns the
+    cell rows and the headline. Refused before anything is written when the grid is invalid,
+    the folder is someone else's or cached cells were computed with other settings."""
+    validate_spec(spec)
+    root = Path(root)
+    claim_check(root)
+    cells = spec.cells()
+    check_cached(cells, spec, root)
+    claim_grid_folder(root, "compare")
+    results = run_serial(cells, spec, root, console)
+    return results, write_outputs(results, root)
+
+
+def claim_check(root: Path) -> None:
+    """The folder checks of claim_grid_folder, without marking it."""
+    if root.exists() and not root.is_dir():
+        raise GridFolderError(f"output {root} is a file, not a folder")
+    if root.is_dir() and any(root.iterdir()) and not any((root / m).is_file() for m in (GRID_MARKER, "results.json")):
+        raise GridFolderError(f"output folder {root} holds files but no a2qflow comparison ({GRID_MARKER}); "
+                              "choose an empty or new folder")
 
 
 def aggregate(results: list[dict]) -> list[dict]:
@@ -253,10 +335,11 @@ CSV_FIELDS = ("key", "model", "dataset", "board", "recipe", "acc_bits", "seed", 
 
 
 def write_csv(results: list[dict], path: Path) -> None:
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(results)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(results)
+    write_text_atomic(path, buf.getvalue())
 
 
 def _relative_logs(row: dict, out: Path) -> dict:
@@ -275,7 +358,6 @@ def _relative_logs(row: dict, out: Path) -> dict:
 def write_outputs(results: list[dict], out: Path) -> dict:
     """results.json/csv, plots and summary.md from the cell rows (failed cells listed apart)."""
     from . import compare_plots
-    from .report import write_summary
 
     results = [_relative_logs(r, out) for r in results]
     failed = [r for r in results if r.get("status") == "failed"]
@@ -283,8 +365,8 @@ def write_outputs(results: list[dict], out: Path) -> dict:
     results = [r for r in results if r.get("status") != "failed" and not r.get("unsynthesized")]
     rows = aggregate(results)
     head = headline(rows)
-    (out / "results.json").write_text(json.dumps({"cells": results, "failed": failed, "partial": partial, "summary": rows,
-                                                  "headline": head}, indent=1))
+    write_json(out / "results.json", {"cells": results, "failed": failed, "partial": partial, "summary": rows,
+                                       "headline": head})
     write_csv(results, out / "results.csv")
     plots = compare_plots.plot_all(results, rows, out) if results else []
     write_summary(out / "summary.md", summary_markdown(rows, head, plots, results, failed, partial), "a2qflow compare-acc")

@@ -23,7 +23,7 @@ Two of a2qflow's networks are not one:
 Every step has FINN's signature `step(model, cfg) -> model`, uses FINN/qonnx
 transformations (plus two small guarded variants of FINN's own), and on a graph without
 forks, joins or Resize nodes computes the same graph as FINN's `step_streamline`.
-`streamline_step_for(model_name, graph)` says which streamline step a graph needs.
+`streamline_kind(graph)` says which streamline step a graph needs (`STREAMLINE_STEPS`).
 """
 from __future__ import annotations
 
@@ -264,20 +264,26 @@ def step_streamline_upsample(model: ModelWrapper, cfg) -> ModelWrapper:
     return convert_resize_to_hw(step_streamline(model, cfg))
 
 
-STREAMLINE_STEP: dict[str, Step] = {
-    "resnet": step_streamline_residual,
-    "espcn": step_streamline_upsample,
+def step_streamline_chain(model: ModelWrapper, cfg) -> ModelWrapper:
+    """FINN's own step_streamline, for graphs without forks, joins or resampling."""
+    from finn.builder.build_dataflow_steps import step_streamline
+
+    return step_streamline(model, cfg)
+
+
+# config.STREAMLINE_KINDS -> the step that streamlines such a graph
+STREAMLINE_STEPS: dict[str, Step] = {
+    "finn": step_streamline_chain,
+    "residual": step_streamline_residual,
+    "upsample": step_streamline_upsample,
 }
 
 
-def streamline_step_for(model_name: str | None, graph: ModelWrapper | None = None) -> str | Step:
-    """The streamline step a graph needs: FINN's "step_streamline" for a chain, else one
-    of the steps above. The graph's structure decides when it is given (a ResNet-like graph
-    under another name still gets the residual step); without it, the model name."""
-    if graph is not None:
-        if has_branches(graph):
-            return step_streamline_residual
-        if has_resample(graph):
-            return step_streamline_upsample
-        return "step_streamline"
-    return STREAMLINE_STEP.get(model_name or "", "step_streamline")
+def streamline_kind(graph: ModelWrapper) -> str:
+    """Which streamline step a graph needs, decided by its structure (a ResNet-like graph
+    under any name gets the residual step)."""
+    if has_branches(graph):
+        return "residual"
+    if has_resample(graph):
+        return "upsample"
+    return "finn"

@@ -52,6 +52,8 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from a2qflow.errors import A2qflowError
+
 from .rtl import LUT_CORE_DEFINE, RtlLayer, family_for_part
 
 log = logging.getLogger(__name__)
@@ -73,7 +75,7 @@ SRL_CELLS = ("SRL16E", "SRLC16E", "SRLC32E")
 MUXF_CELLS = ("MUXF7", "MUXF8", "MUXF9")
 
 
-class SynthesisError(RuntimeError):
+class SynthesisError(A2qflowError, RuntimeError):
     """Yosys failed on a layer; the message names the node and the log."""
 
     def __init__(self, node: str, log: Path, detail: str):
@@ -87,7 +89,7 @@ class SynthResult:
     op_type: str
     family: str
     lut_only: bool
-    acc_bits: int | None        # the layer's accumulator width (Thresholding: input width)
+    acc_bits: int | None        # MVAU/VVAU: the accumulator width; Thresholding: None
     lut: int
     ff: int
     carry: int
@@ -104,6 +106,7 @@ class SynthResult:
     log: str = ""
     top: str = ""               # module synthesized (the layer top, or compute_top)
     nolutram: bool = False      # memories mapped without LUTRAM (Yosys' xcup LUTRAM mapping failed)
+    input_bits: int | None = None   # Thresholding: its input width (the accumulator it thresholds)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -178,27 +181,6 @@ def parse_stat_json(text: str) -> dict[str, int]:
             raise ValueError("stat -json: no design totals and not exactly one module")
         design = next(iter(mods.values()))
     return {k.lstrip("\\"): int(v) for k, v in design["num_cells_by_type"].items()}
-
-
-def parse_stat_text(log: str) -> dict[str, int]:
-    """Cell counts from the last text `stat` report (fallback when no JSON was written):
-    the indented `<count>   <cell type>` lines after the last '<n> cells' line."""
-    blocks = re.split(r"(?:^|\n)[\d.]*\s*Printing statistics\.", log)
-    if len(blocks) < 2:
-        raise ValueError("no 'Printing statistics' section in the Yosys log")
-    block = blocks[-1].split("=== design hierarchy ===")[-1]
-    cells: dict[str, int] = {}
-    started = False
-    for line in block.splitlines():
-        if re.match(r"^\s+\d+\s+cells\s*$", line):
-            started, cells = True, {}
-            continue
-        m = re.match(r"^\s+(\d+)\s{2,}([A-Za-z_$\\][\w$\\.]*)\s*$", line)
-        if started and m and m.group(2) not in ("submodules",):
-            cells[m.group(2).lstrip("\\")] = int(m.group(1))
-    if not cells:
-        raise ValueError("no cell counts found in the Yosys stat report")
-    return cells
 
 
 def _check_family(layer: RtlLayer, family: str) -> None:
@@ -286,17 +268,14 @@ def _synthesize_layer(layer: RtlLayer, family: str, out_dir: str | Path, lut_onl
                              f"exit status {proc.returncode}: {_errors(log_text + proc.stdout + proc.stderr)}")
     try:
         cells = parse_stat_json((dest / stat_name).read_text())
-    except (OSError, ValueError, KeyError):
-        try:
-            cells = parse_stat_text(log_text)
-        except ValueError as err:
-            raise SynthesisError(layer.name, log_path, f"no statistics: {err}") from None
+    except (OSError, ValueError, KeyError) as err:
+        raise SynthesisError(layer.name, log_path, f"no statistics from Yosys' stat -json: {err}") from None
     leftovers = sorted(c for c in cells if c.startswith("$"))
     if leftovers:
         raise SynthesisError(layer.name, log_path, f"unmapped cells after synth_xilinx: {leftovers}")
     res = SynthResult(layer.name, layer.op_type, family, lut_only, layer.acc_bits, **count(cells),
                       seconds=round(seconds, 2), version=yosys_version(), cells=cells, log=str(log_path), top=top,
-                      nolutram=nolutram)
+                      nolutram=nolutram, input_bits=layer.input_bits)
     if lut_only and res.dsp:
         raise SynthesisError(layer.name, log_path, f"LUT-only synthesis still has {res.dsp} DSP cells")
     (dest / f"synth_{tag}.json").write_text(json.dumps(res.to_dict(), indent=1))

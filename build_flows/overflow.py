@@ -18,27 +18,22 @@ from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 
+from a2qflow.errors import A2qflowError
 from a2qflow.models import bounds
 
-from .sizing import is_dot_product_node, node_weight_rows
-
-ACCUMULATORS_FILE = "layer_accumulators.npz"
+from .sizing import dot_product_nodes, node_weight_rows
 
 
-class AccumulatorOverflow(ArithmeticError):
+class AccumulatorOverflow(A2qflowError, ArithmeticError):
     """An accumulator wraps on an input the check tried."""
 
 
-def _dot_nodes(model: ModelWrapper) -> list:
-    return [n for n in model.graph.node if is_dot_product_node(n)]
-
-
-def save_layer_inputs(model: ModelWrapper, x: np.ndarray, report_dir: Path) -> None:
+def save_layer_inputs(model: ModelWrapper, x: np.ndarray, path: Path) -> None:
     """Run the python-executable HW graph on samples and keep each dot-product node's exact
     accumulator values (nodes with standalone thresholds output them unchanged)."""
     from finn.core.onnx_exec import execute_onnx
 
-    nodes = _dot_nodes(model)
+    nodes = dot_product_nodes(model)
     iname = model.graph.input[0].name
     sums: dict[str, list[np.ndarray]] = {str(i): [] for i in range(len(nodes))}
     for k in range(len(x)):
@@ -46,8 +41,8 @@ def save_layer_inputs(model: ModelWrapper, x: np.ndarray, report_dir: Path) -> N
         for i, node in enumerate(nodes):
             if getCustomOp(node).get_nodeattr("noActivation"):
                 sums[str(i)].append(np.rint(ctx[node.output[0]]).astype(np.int64).ravel())
-    np.savez_compressed(report_dir / ACCUMULATORS_FILE,
-                        **{i: np.concatenate(v) for i, v in sums.items() if v})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **{i: np.concatenate(v) for i, v in sums.items() if v})
 
 
 def _fits(values: np.ndarray, bits: int) -> np.ndarray:
@@ -82,10 +77,11 @@ def check_node(model: ModelWrapper, node, data_sums: np.ndarray | None) -> dict:
     return result
 
 
-def check_model(model: ModelWrapper, report_dir: Path) -> list[dict]:
-    path = Path(report_dir) / ACCUMULATORS_FILE
-    data = dict(np.load(path)) if path.is_file() else {}
-    return [check_node(model, node, data.get(str(i))) for i, node in enumerate(_dot_nodes(model))]
+def check_model(model: ModelWrapper, accumulators: Path) -> list[dict]:
+    """Every dot-product node, with the accumulator values `save_layer_inputs` kept."""
+    path = Path(accumulators)
+    data = dict(np.load(path, allow_pickle=False)) if path.is_file() else {}
+    return [check_node(model, node, data.get(str(i))) for i, node in enumerate(dot_product_nodes(model))]
 
 
 def raise_on_wrap(results: list[dict]) -> None:

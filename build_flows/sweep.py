@@ -26,13 +26,17 @@ from pathlib import Path
 
 import yaml
 
-from .compare import Cell, GridSpec, attempt_cell, parse_acc_bits, write_csv, write_outputs
+from a2qflow.errors import A2qflowError
+
+from .compare import (Cell, GridSpec, GridSpecError, attempt_cell, check_cached, claim_check, claim_grid_folder,
+                      parse_acc_bits, validate_spec, write_csv, write_outputs)
+from .summary import write_summary
 
 GRID_FIELDS = {f.name for f in fields(GridSpec)}
 LIST_FIELDS = ("model", "dataset", "board")
 
 
-class SweepFileError(ValueError):
+class SweepFileError(A2qflowError, ValueError):
     """A sweep file that cannot be read; the message names the file and the field."""
 
 
@@ -46,10 +50,10 @@ def _as_tuple(value, name: str, path: Path, kind=str) -> tuple:
 def load_sweep(path: str | Path) -> tuple[list[GridSpec], Path | None]:
     """The grids of a sweep file, and its `out` folder if it names one."""
     path = Path(path)
+    if not path.is_file():
+        raise SweepFileError(f"{path}: no such sweep file")
     try:
         data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise
     except yaml.YAMLError as err:
         raise SweepFileError(f"{path}: not valid YAML: {err}") from err
     if not isinstance(data, dict):
@@ -66,12 +70,22 @@ def load_sweep(path: str | Path) -> tuple[list[GridSpec], Path | None]:
             raise SweepFileError(f"{path}: field 'recipes': unknown recipe(s) {bad}; valid: qat, a2q, a2q+")
     if "acc_bits" in common:
         bits = common["acc_bits"]
-        common["acc_bits"] = parse_acc_bits(bits) if isinstance(bits, str) else _as_tuple(bits, "acc_bits", path, int)
+        try:
+            common["acc_bits"] = parse_acc_bits(bits) if isinstance(bits, str) else _as_tuple(bits, "acc_bits", path, int)
+        except ValueError as err:
+            raise SweepFileError(f"{path}: field 'acc_bits': {err}") from err
     if "seeds" in common:
         seeds = common["seeds"]
+        if isinstance(seeds, int) and not isinstance(seeds, bool) and seeds < 1:
+            raise SweepFileError(f"{path}: field 'seeds': {seeds} seeds runs nothing; give a count >= 1 or a list")
         common["seeds"] = tuple(range(seeds)) if isinstance(seeds, int) else _as_tuple(seeds, "seeds", path, int)
     axes = [_as_tuple(data.get(k, getattr(GridSpec, k)), k, path) for k in LIST_FIELDS]
-    specs = [GridSpec(**dict(zip(LIST_FIELDS, combo)), **common) for combo in itertools.product(*axes)]
+    specs = []
+    for combo in itertools.product(*axes):
+        try:
+            specs.append(validate_spec(GridSpec(**dict(zip(LIST_FIELDS, combo)), **common)))
+        except (GridSpecError, TypeError, ValueError) as err:
+            raise SweepFileError(f"{path}: {err}") from err
     return specs, Path(out) if out else None
 
 
@@ -105,6 +119,35 @@ def _after(_leader_row, cell: Cell, spec: GridSpec, root: str) -> dict:
     return attempt_cell(cell, spec, root)
 
 
+def run_sweep(specs: list[GridSpec], root: Path, scheduler: str | None = None, workers: int | None = None,
+              progress=None, log=print) -> tuple[list[dict], dict]:
+    """`a2qflow sweep`: every cell of every grid as Dask tasks, then the outputs; returns the
+    cell rows and the headline(s). Refused before anything runs or is written when the
+    folder is someone else's or cached cells were computed with other settings. The local
+    cluster is closed whatever happens (Ctrl-C stops its worker processes)."""
+    from distributed import Client
+
+    if workers is not None and workers < 1:
+        raise GridSpecError(f"--workers {workers}: must be at least 1")
+    root = Path(root)
+    claim_check(root)
+    jobs = sweep_cells(specs)
+    for spec in specs:
+        check_cached(spec.cells(), spec, root)
+    claim_grid_folder(root, "sweep" if len(specs) > 1 else "compare")
+    client = Client(scheduler, timeout="30s") if scheduler else local_client(workers)
+    log(f"sweep: {len(jobs)} cells on {scheduler or 'a LocalCluster'} "
+        f"({len(client.scheduler_info()['workers'])} workers) -> {root}")
+    try:
+        results = run_dask(jobs, root.resolve(), client, progress)
+    finally:
+        cluster = None if scheduler else client.cluster
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    return results, write_sweep_outputs(results, root, nested=len(specs) > 1)
+
+
 def local_client(workers: int | None = None):
     """A LocalCluster of process workers, one thread each, sized to the machine; cells are
     CPU-bound (training, Yosys) and each uses one core well."""
@@ -125,8 +168,6 @@ def write_sweep_outputs(results: list[dict], root: Path, nested: bool) -> dict:
     """Not nested (one grid): its outputs in root. Nested (model x dataset x board): each
     grid's outputs in root/<model>-<dataset>-<board>/ (LUTs of different nets never share a
     table), root/results.csv holds every cell and root/summary.md links the grids."""
-    from .report import write_summary
-
     if not nested:
         return write_outputs(results, root)
     heads, lines = {}, ["# Sweep", "", "| grid | cells | failed | headline |", "|---|---|---|---|"]

@@ -2,10 +2,11 @@
 set, throughput over batch sizes (finn-plus-driver's throughput_test fields), batch-1
 latency percentiles, power where the board has sensors.
 
-The report is JSON first (`bench.json`), Markdown generated from it (`bench.md`). Both are
-rewritten after every section through a temporary file and a rename, with `status`
-"running" until the end: an interrupted or failed run leaves a report that says so, never a
-half-written file or one claiming completeness.
+The report is JSON first, Markdown generated from it. While it runs it is
+`bench.running.json`/`.md`, rewritten after every section through a temporary file and a
+rename; it ends as `bench.json`/`.md` when complete, as `bench.failed.*` or
+`bench.interrupted.*` otherwise, so a refused or interrupted run never replaces an earlier
+complete report and never leaves a file claiming completeness.
 """
 from __future__ import annotations
 
@@ -24,7 +25,6 @@ import numpy as np
 
 from . import PACKAGE_FORMAT, power
 from .driver import Accelerator, open_accelerator
-from .errors import DeployError
 from .manifest import Package, detect_board, load_package, package_board
 
 REPORT_FORMAT = "a2qflow-bench/1"
@@ -49,17 +49,29 @@ class BenchConfig:
 
 
 class ReportWriter:
-    """bench.json and bench.md, each replaced atomically."""
+    """The report files of one run: bench.running.* while it runs, then bench.* (complete)
+    or bench.failed.* / bench.interrupted.*; each file replaced atomically."""
 
     def __init__(self, out_dir: Path) -> None:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.json_path, self.md_path = self.out_dir / "bench.json", self.out_dir / "bench.md"
+
+    def paths(self, status: str) -> tuple[Path, Path]:
+        stem = "bench" if status == "complete" else f"bench.{status}"
+        return self.out_dir / f"{stem}.json", self.out_dir / f"{stem}.md"
+
+    @property
+    def json_path(self) -> Path:
+        return self.paths("complete")[0]
 
     def write(self, report: dict) -> None:
         report["updated"] = _now()
-        _atomic_write(self.json_path, json.dumps(report, indent=1, default=_jsonable))
-        _atomic_write(self.md_path, markdown(report))
+        json_path, md_path = self.paths(report["status"])
+        _atomic_write(json_path, json.dumps(report, indent=1, default=_jsonable))
+        _atomic_write(md_path, markdown(report))
+        if report["status"] != "running":
+            for path in self.paths("running"):
+                path.unlink(missing_ok=True)
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -308,10 +320,3 @@ def summary_line(r: dict) -> str:
     return (f"{tag}{r.get('package_board')}: status {r['status']}, accuracy {_pct(a.get('accuracy'))}, "
             f"{a.get('host_mismatches', '-')} mismatches vs host, best {_fmt(best)} images/s, "
             f"batch-1 p50 {_fmt(p50)} ms")
-
-
-def load_report(path: str | Path) -> dict:
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError) as err:
-        raise DeployError(f"benchmark report {path} unreadable: {err}") from None

@@ -30,6 +30,19 @@ def _batch_sizes(text: str) -> tuple:
     return sizes
 
 
+def _count(minimum: int):
+    """An argparse type: an integer of at least `minimum`."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= {minimum}")
+        return value
+    return parse
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m a2qflow_deploy", description="a2qflow deployment package: "
                                 "verify it and benchmark the accelerator on this board or on the simulated board")
@@ -48,10 +61,11 @@ def parser() -> argparse.ArgumentParser:
             s.add_argument("--driver", default="auto", choices=("auto", "finn-plus", "a2qflow"),
                            help="auto: finn-plus-driver when installed, else a2qflow's driver")
             s.add_argument("--batch-sizes", type=_batch_sizes, default=None, help="comma list, e.g. 1,8,64,512")
-            s.add_argument("--repeats", type=int, default=None, help="throughput runs per batch size")
-            s.add_argument("--latency-runs", type=int, default=None)
-            s.add_argument("--warmup", type=int, default=None, help="latency runs excluded before measuring")
-            s.add_argument("--accuracy-samples", type=int, default=None, help="test samples checked (default: all)")
+            s.add_argument("--repeats", type=_count(1), default=None, help="throughput runs per batch size")
+            s.add_argument("--latency-runs", type=_count(1), default=None)
+            s.add_argument("--warmup", type=_count(0), default=None, help="latency runs excluded before measuring")
+            s.add_argument("--accuracy-samples", type=_count(1), default=None,
+                           help="test samples checked (default: all)")
             s.add_argument("--out", type=Path, default=None, help="report folder (default: <package>/reports)")
     return p
 

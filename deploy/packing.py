@@ -65,7 +65,7 @@ def parse_dtype(text: str) -> DType:
     if name.startswith("DataType["):
         name = name[len("DataType["):].rstrip("]").strip("'\"")
     match = _INT_RE.match(name)
-    if match and 1 <= int(match.group(2)) <= 32:
+    if match and 1 <= int(match.group(2)) <= 64:
         return DType(name, int(match.group(2)), "uint" if match.group(1) else "int")
     if name in ("BINARY", "BIPOLAR"):
         return DType(name, 1, name.lower())
@@ -105,20 +105,30 @@ def pack(values: np.ndarray, dt: DType) -> np.ndarray:
     return np.packbits(bits, axis=-1, bitorder="little")
 
 
-def unpack(packed: np.ndarray, dt: DType, n: int) -> np.ndarray:
-    """Inverse of `pack`: n values per word, as float32 (FINN's container type)."""
+def unpack_int(packed: np.ndarray, dt: DType, n: int) -> np.ndarray:
+    """Inverse of `pack` for integer types, exact: n values per word as int64 (BINARY 0/1,
+    BIPOLAR -1/+1). Extra bytes beyond a word's packed size (stream padding) are ignored."""
     packed = np.ascontiguousarray(packed, dtype=np.uint8)
     lead = packed.shape[:-1]
-    if packed.shape[-1] != packed_bytes(n, dt):
+    if packed.shape[-1] < packed_bytes(n, dt):
         raise ValueError(f"packed words of {packed.shape[-1]} bytes cannot hold {n} x {dt.name}")
     if dt.kind == "float":
-        return packed.reshape(*lead, n * 4).view("<f4").astype(np.float32)
+        raise ValueError("unpack_int: FLOAT32 is not an integer type")
     bits = np.unpackbits(packed, axis=-1, bitorder="little")[..., :n * dt.bits].reshape(*lead, n, dt.bits)
     codes = (bits.astype(np.uint64) << np.arange(dt.bits, dtype=np.uint64)).sum(axis=-1, dtype=np.uint64)
     if dt.kind == "bipolar":
-        return (codes.astype(np.float32) * 2 - 1).astype(np.float32)
-    if dt.kind == "int":
-        signed = codes.astype(np.int64)
+        return codes.astype(np.int64) * 2 - 1
+    signed = codes.astype(np.int64)
+    if dt.kind == "int" and dt.bits < 64:
         signed[signed >= 2 ** (dt.bits - 1)] -= 2 ** dt.bits
-        return signed.astype(np.float32)
-    return codes.astype(np.float32)
+    return signed
+
+
+def unpack(packed: np.ndarray, dt: DType, n: int) -> np.ndarray:
+    """Inverse of `pack`: n values per word, as float32 (FINN's container type)."""
+    packed = np.ascontiguousarray(packed, dtype=np.uint8)
+    if packed.shape[-1] != packed_bytes(n, dt):
+        raise ValueError(f"packed words of {packed.shape[-1]} bytes cannot hold {n} x {dt.name}")
+    if dt.kind == "float":
+        return packed.reshape(*packed.shape[:-1], n * 4).view("<f4").astype(np.float32)
+    return unpack_int(packed, dt, n).astype(np.float32)

@@ -23,6 +23,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import DeployError
+from .io_spec import IOSpec
 from .manifest import Package
 
 AP_START, AP_DONE, AP_IDLE = 0x1, 0x2, 0x4
@@ -217,8 +218,6 @@ class SimBoard:
     """The package's board, simulated: device, overlay and accelerator wired together."""
 
     def __init__(self, pkg: Package, compute: Callable | None = None) -> None:
-        from .driver import IOSpec
-
         self.pkg = pkg
         self.clk_mhz = float(pkg.manifest["clk_mhz"])
         io = IOSpec.from_driver_information(pkg.driver_information())

@@ -22,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from a2qflow.errors import A2qflowError
+
 HERE = Path(__file__).resolve().parent
 BOARDS_FILE = HERE / "boards.yaml"
 FOLDING_DIR = HERE / "folding"
@@ -38,7 +40,11 @@ MEM_MODES = ("internal_embedded", "internal_decoupled", "external")
 RES_TYPES = ("auto", "lut", "dsp")
 
 
-class UnknownBoardError(ValueError):
+class HwConfigError(A2qflowError, ValueError):
+    """A board or folding file that is malformed or does not fit; the message names file and field."""
+
+
+class UnknownBoardError(HwConfigError):
     """A board name that is not in boards.yaml; the message lists the valid names."""
 
 
@@ -64,31 +70,31 @@ class Board:
 def _board(name: str, entry: Any, source: Path) -> Board:
     where = f"{source}: board {name!r}"
     if not isinstance(entry, dict):
-        raise ValueError(f"{where}: expected a mapping, got {type(entry).__name__}")
+        raise HwConfigError(f"{where}: expected a mapping, got {type(entry).__name__}")
     fields = ("part", "clk_ns", "shell_flow", "family", "dsp", "resources", "power_rails")
     missing = [f for f in fields if f not in entry]
     if missing:
-        raise ValueError(f"{where}: missing {', '.join(missing)}")
+        raise HwConfigError(f"{where}: missing {', '.join(missing)}")
     unknown = sorted(set(entry) - set(fields))
     if unknown:
-        raise ValueError(f"{where}: unknown field(s) {', '.join(unknown)}")
+        raise HwConfigError(f"{where}: unknown field(s) {', '.join(unknown)}")
     if not isinstance(entry["part"], str) or not entry["part"]:
-        raise ValueError(f"{where}: part must be a non-empty string")
+        raise HwConfigError(f"{where}: part must be a non-empty string")
     clk = entry["clk_ns"]
     if isinstance(clk, bool) or not isinstance(clk, (int, float)) or clk <= 0:
-        raise ValueError(f"{where}: clk_ns must be a positive number, got {clk!r}")
+        raise HwConfigError(f"{where}: clk_ns must be a positive number, got {clk!r}")
     for key, allowed in (("shell_flow", SHELL_FLOWS), ("family", FAMILIES), ("dsp", DSP_TYPES)):
         if entry[key] not in allowed:
-            raise ValueError(f"{where}: {key}={entry[key]!r}; valid: {', '.join(allowed)}")
+            raise HwConfigError(f"{where}: {key}={entry[key]!r}; valid: {', '.join(allowed)}")
     res = entry["resources"]
     if not isinstance(res, dict) or set(res) != set(RESOURCE_KEYS):
         got = sorted(res) if isinstance(res, dict) else res
-        raise ValueError(f"{where}: resources must have exactly {', '.join(RESOURCE_KEYS)}; got {got}")
+        raise HwConfigError(f"{where}: resources must have exactly {', '.join(RESOURCE_KEYS)}; got {got}")
     for key, value in res.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"{where}: resources.{key} must be a non-negative integer, got {value!r}")
+            raise HwConfigError(f"{where}: resources.{key} must be a non-negative integer, got {value!r}")
     if not isinstance(entry["power_rails"], bool):
-        raise ValueError(f"{where}: power_rails must be true or false")
+        raise HwConfigError(f"{where}: power_rails must be true or false")
     return Board(name=name, part=entry["part"], clk_ns=float(clk), shell_flow=entry["shell_flow"],
                  family=entry["family"], dsp=entry["dsp"],
                  resources={k: res[k] for k in RESOURCE_KEYS}, power_rails=entry["power_rails"])
@@ -100,11 +106,12 @@ def load_boards(path: str | Path = BOARDS_FILE) -> dict[str, Board]:
     path = Path(path)
     doc = yaml.safe_load(path.read_text())
     if not isinstance(doc, dict) or not isinstance(doc.get("boards"), dict) or not doc["boards"]:
-        raise ValueError(f"{path}: expected a top-level 'boards:' mapping")
+        raise HwConfigError(f"{path}: expected a top-level 'boards:' mapping")
     return {str(name): _board(str(name), entry, path) for name, entry in doc["boards"].items()}
 
 
 BOARDS: dict[str, Board] = load_boards()
+DEFAULT_BOARD = "Pynq-Z2"   # the embedded default's board
 
 
 def board_names() -> list[str]:
@@ -183,7 +190,7 @@ def _positive_int(value: Any) -> bool:
 def _check_enum(where: str, key: str, value: Any) -> None:
     allowed = {"ram_style": RAM_STYLES, "mem_mode": MEM_MODES, "resType": RES_TYPES}.get(key)
     if allowed is not None and value not in allowed:
-        raise ValueError(f"{where}: {key}={value!r}; valid: {', '.join(allowed)}")
+        raise HwConfigError(f"{where}: {key}={value!r}; valid: {', '.join(allowed)}")
 
 
 def check_folding(path: str | Path, layer_dims: dict[str, tuple[int, int]], *,
@@ -202,35 +209,35 @@ def check_folding(path: str | Path, layer_dims: dict[str, tuple[int, int]], *,
     try:
         doc = json.loads(path.read_text())
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON: {err}") from err
+        raise HwConfigError(f"{path}: not valid JSON: {err}") from err
     if not isinstance(doc, dict):
-        raise ValueError(f"{path}: top level must be an object of node name -> settings")
+        raise HwConfigError(f"{path}: top level must be an object of node name -> settings")
 
     defaults = doc.get("Defaults", {})
     if not isinstance(defaults, dict):
-        raise ValueError(f"{path}: Defaults must be an object of attribute -> [value, op types, ...]")
+        raise HwConfigError(f"{path}: Defaults must be an object of attribute -> [value, op types, ...]")
     for key, spec in defaults.items():
         where = f"{path}: Defaults.{key}"
         if not isinstance(spec, list) or not spec or len(spec) % 2:
-            raise ValueError(f"{where}: must be a list of (value, op types) pairs, got {spec!r}")
+            raise HwConfigError(f"{where}: must be a list of (value, op types) pairs, got {spec!r}")
         if key in ("PE", "SIMD"):
-            raise ValueError(f"{where}: set PE/SIMD per node, where they can be checked against the layer")
+            raise HwConfigError(f"{where}: set PE/SIMD per node, where they can be checked against the layer")
         for value, ops in zip(spec[::2], spec[1::2]):
             if not (ops == "all" or (isinstance(ops, list) and ops and all(isinstance(o, str) for o in ops))):
-                raise ValueError(f"{where}: op types must be \"all\" or a list of op type names, got {ops!r}")
+                raise HwConfigError(f"{where}: op types must be \"all\" or a list of op type names, got {ops!r}")
             if ops == "all" and len(spec) > 2:
-                raise ValueError(f"{where}: \"all\" must be the only (value, op types) pair")
+                raise HwConfigError(f"{where}: \"all\" must be the only (value, op types) pair")
             _check_enum(where, key, value)
 
     for node, settings in doc.items():
         if node == "Defaults":
             continue
         if not isinstance(settings, dict):
-            raise ValueError(f"{path}: node {node}: settings must be an object, got {settings!r}")
+            raise HwConfigError(f"{path}: node {node}: settings must be an object, got {settings!r}")
         if node not in layer_dims:
             if allow_unknown_nodes:
                 continue
-            raise ValueError(f"{path}: node {node}: not a layer of the graph "
+            raise HwConfigError(f"{path}: node {node}: not a layer of the graph "
                              f"(known: {', '.join(layer_dims) or 'none'})")
         mh, mw = layer_dims[node]
         for key, dim, dim_name in (("PE", mh, "MH"), ("SIMD", mw, "MW")):
@@ -238,8 +245,8 @@ def check_folding(path: str | Path, layer_dims: dict[str, tuple[int, int]], *,
                 continue
             value = settings[key]
             if not _positive_int(value):
-                raise ValueError(f"{path}: node {node}: {key}={value!r} must be a positive integer")
+                raise HwConfigError(f"{path}: node {node}: {key}={value!r} must be a positive integer")
             if dim % value:
-                raise ValueError(f"{path}: node {node}: {key}={value} does not divide {dim_name}={dim}")
+                raise HwConfigError(f"{path}: node {node}: {key}={value} does not divide {dim_name}={dim}")
         for key, value in settings.items():
             _check_enum(f"{path}: node {node}", key, value)

@@ -28,6 +28,15 @@ def input_range(bits: int, signed: bool, narrow: bool = False) -> tuple[int, int
     return 0, 2**bits - 1
 
 
+def enclosing_input_type(lo: int, hi: int) -> tuple[int, bool]:
+    """(N, signed) of the smallest N-bit signed or unsigned range holding [lo, hi]: the
+    input type a bound is stated for when a graph's real range is narrower (narrow signed,
+    BIPOLAR, BINARY, TERNARY). A budget for the enclosing range holds for every subset."""
+    if lo >= 0:
+        return max(1, int(hi).bit_length()), False
+    return signed_bits_for_range(lo, hi), True
+
+
 def accumulator_range(acc_bits: int) -> tuple[int, int]:
     """Range of a signed two's-complement accumulator of acc_bits bits."""
     return -(2 ** (acc_bits - 1)), 2 ** (acc_bits - 1) - 1
@@ -101,6 +110,14 @@ def signed_bits_for_range(lo: int, hi: int) -> int:
     """Smallest P such that [lo, hi] fits a signed P-bit accumulator."""
     need = max(hi, -lo - 1, 0)
     return max(2, int(need).bit_length() + 1)
+
+
+def datatype_dot_product_range(w_lo: int, w_hi: int, x_lo: int, x_hi: int, fan_in: int) -> tuple[int, int]:
+    """Exact min and max of a K-term dot product when every weight may take any value in
+    [w_lo, w_hi] and every input any value in [x_lo, x_hi] (runtime-writeable weights):
+    each term's extremes lie at the corners, whatever the signs of the two ranges."""
+    corners = [w * x for w in (w_lo, w_hi) for x in (x_lo, x_hi)]
+    return fan_in * min(corners), fan_in * max(corners)
 
 
 def worst_case_inputs(q: np.ndarray, x_lo: int, x_hi: int) -> tuple[np.ndarray, np.ndarray]:

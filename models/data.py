@@ -28,10 +28,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from a2qflow.errors import A2qflowError
+
+from .catalog import DATASET_NAMES
+
 __all__ = ["DATASETS", "Dataset", "DatasetError", "EXPECTED_FILES", "load_dataset", "read_idx",
            "sr_pair", "stratified_split", "to_y"]
 
-DATASETS: tuple[str, ...] = ("digits", "mnist1d", "mnist", "cifar10", "bsd300", "photos")
+DATASETS: tuple[str, ...] = DATASET_NAMES
 
 _MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                 "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -58,7 +62,7 @@ _PHOTOS_TRAIN = ("astronaut", "camera", "coffee", "rocket", "hubble_deep_field",
 _PHOTOS_TEST = ("chelsea", "coins", "page")
 
 
-class DatasetError(ValueError):
+class DatasetError(A2qflowError, ValueError):
     """A dataset cannot be loaded; the message names the dataset, folder and file at fault."""
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,30 +19,18 @@ import torch
 import torch.nn as nn
 from brevitas.export import export_qonnx
 from qonnx.core.modelwrapper import ModelWrapper
-from qonnx.core.onnx_exec import execute_onnx
 from qonnx.transformation.infer_shapes import InferShapes
 
 from a2qflow import __version__
-from a2qflow.build_flows import certificate
+from a2qflow.errors import A2qflowError
 
+from . import certificate, parity
 from .recipes import weight_layers
 from .train import predict
 
 
-class ExportError(RuntimeError):
+class ExportError(A2qflowError, RuntimeError):
     """The exported graph does not compute what the brevitas model computes."""
-
-
-@dataclass
-class ParityReport:
-    samples: int
-    max_abs_error: float
-    tolerance: float
-    argmax_agreement: float | None   # fraction, classification only
-
-    @property
-    def passed(self) -> bool:
-        return self.max_abs_error <= self.tolerance and self.argmax_agreement in (None, 1.0)
 
 
 def _record_inputs(model: nn.Module, sample: torch.Tensor) -> dict[str, tuple[int, bool]]:
@@ -97,31 +84,23 @@ def _fix_weights(onnx_model: ModelWrapper, model: nn.Module, records: list[dict]
             raise ExportError(f"layer {rec['name']}: exported graph has no weight initializer {tensor!r}")
         value, q = quantized_weights(layers[rec["name"]])
         onnx_model.set_initializer(tensor, value)
-        exported = certificate.integer_weights(onnx_model, tensor, rec["name"])
+        exported, _, _ = certificate.integer_weights(onnx_model, tensor, rec["name"])
         if not np.array_equal(exported, q):
             bad = np.argwhere(exported != q)[0]
             raise ExportError(f"layer {rec['name']}: exported integer weight at {tuple(bad)} is "
                               f"{exported[tuple(bad)]}, brevitas computes {q[tuple(bad)]}")
 
 
-def run_onnx(onnx_model: ModelWrapper, x: np.ndarray) -> np.ndarray:
-    """qonnx execution, one sample at a time (the graph is exported with batch 1)."""
-    iname, oname = onnx_model.graph.input[0].name, onnx_model.graph.output[0].name
-    return np.concatenate([execute_onnx(onnx_model, {iname: x[i:i + 1]})[oname] for i in range(len(x))])
-
-
-def check_parity(onnx_model: ModelWrapper, model: nn.Module, x: torch.Tensor, classification: bool,
-                 rtol: float = 1e-5) -> ParityReport:
+def check_parity(onnx_model: ModelWrapper, model: nn.Module, x: torch.Tensor, classification: bool
+                 ) -> parity.ParityReport:
+    """QONNX execution of the exported graph against the brevitas model on the same samples."""
     ref = predict(model, x).numpy()
-    out = run_onnx(onnx_model, x.numpy().astype(np.float32))
-    err = float(np.abs(out - ref).max())
-    tol = rtol * max(1.0, float(np.abs(ref).max()))
-    agree = float((out.argmax(1) == ref.argmax(1)).mean()) if classification else None
-    return ParityReport(len(x), err, tol, agree)
+    out = parity.execute_per_sample(onnx_model, x.numpy().astype(np.float32))
+    return parity.compare(out, ref, classification, "export", reference="brevitas model")
 
 
 def export(model: nn.Module, samples: torch.Tensor, path: str | Path, *, classification: bool = True,
-           extra_metadata: dict | None = None) -> tuple[Path, list[certificate.LayerCert], ParityReport]:
+           extra_metadata: dict | None = None) -> tuple[Path, list[certificate.LayerCert], parity.ParityReport]:
     """Export, fix weights, record metadata, prove parity on `samples`, certify.
 
     Writes `path` and `path` with suffix `.certificate.json`. On any failure raises, and
@@ -145,18 +124,16 @@ def export(model: nn.Module, samples: torch.Tensor, path: str | Path, *, classif
 
     staged_cert = path.with_suffix(".rejected.certificate.json")
     certs = certificate.certify_and_record(onnx_model, staged_cert)
-    parity = check_parity(onnx_model, model, samples, classification)
-    if not parity.passed:
-        raise ExportError(f"parity failed on {parity.samples} samples: max abs error {parity.max_abs_error:.3g} "
-                          f"(tolerance {parity.tolerance:.3g}), argmax agreement {parity.argmax_agreement}; "
-                          f"graph kept as {staging}")
+    report = check_parity(onnx_model, model, samples, classification)
+    if not report.passed:
+        raise ExportError(f"{report.message()}; graph kept as {staging}")
     os.replace(staged_cert, path.with_suffix(".certificate.json"))
     os.replace(staging, path)
-    return path, certs, parity
+    return path, certs, report
 
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, samples: int = 200
-                      ) -> tuple[Path, list[certificate.LayerCert], ParityReport]:
+                      ) -> tuple[Path, list[certificate.LayerCert], parity.ParityReport]:
     """Export a checkpoint written by `train`, proving parity on its dataset's test split."""
     from .train import checkpoint_dataset, load_checkpoint
 

@@ -16,6 +16,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
+from .catalog import NETWORK_NAMES
 from .recipes import LayerSpec, Recipe
 
 
@@ -215,6 +216,4 @@ class ESPCN(nn.Module):
         return self.out_act(self.out_conv(x))
 
 
-NETWORKS: dict[str, Callable[..., nn.Module]] = {
-    "tfc": TFC, "cnv": CNV, "mobilenet": MobileNet, "resnet": ResNet, "espcn": ESPCN,
-}
+NETWORKS: dict[str, Callable[..., nn.Module]] = dict(zip(NETWORK_NAMES, (TFC, CNV, MobileNet, ResNet, ESPCN)))

@@ -9,7 +9,7 @@ writes into the QONNX graph and the certificate checks.
 Defaults follow A2Q+ (ICML 2024):
 * depthwise convolutions use A2Q even in the `a2q+` recipe (their tiny K gains little from
   zero-centring; the paper's Fig. 4) — `depthwise_method`;
-* the first layer sees `input_bits`-bit inputs (8 by default, as for image pixels) and is
+* the first layer sees `input_bits`-bit inputs (4 by default, the embedded default's) and is
   constrained like every other layer unless `first_layer="unconstrained"`;
 * the last layer is constrained too unless `last_layer="unconstrained"`, in which case it
   gets plain per-channel weights of `last_weight_bits` bits (8 by default) and no P.
@@ -30,6 +30,7 @@ from brevitas.quant import (
     Uint8ActPerTensorFloat,
 )
 
+from . import catalog
 from .bounds import CONSTRAINED_METHODS, METHODS
 
 SCALING_MIN_VAL = 1e-8
@@ -89,16 +90,16 @@ class LayerSpec:
 
 @dataclass(frozen=True)
 class Recipe:
-    method: str = "a2q+"
-    weight_bits: int = 4
-    act_bits: int = 4
-    input_bits: int = 8
-    acc_bits: int = 16
+    method: str = catalog.DEFAULT_METHOD
+    weight_bits: int = catalog.DEFAULT_WEIGHT_BITS
+    act_bits: int = catalog.DEFAULT_ACT_BITS
+    input_bits: int = catalog.DEFAULT_INPUT_BITS
+    acc_bits: int = catalog.DEFAULT_ACC_BITS
     layer_acc_bits: dict[str, int] = field(default_factory=dict)
-    depthwise_method: str = "a2q"
+    depthwise_method: str = catalog.DEFAULT_DEPTHWISE_METHOD
     first_layer: str = "constrained"     # or "unconstrained"
     last_layer: str = "constrained"      # or "unconstrained"
-    last_weight_bits: int = 8
+    last_weight_bits: int = catalog.DEFAULT_LAST_WEIGHT_BITS
     # False builds the float twin of a network (same module names, plain torch layers),
     # used for float pre-training before EP-init and QAT.
     quantized: bool = True

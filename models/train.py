@@ -8,7 +8,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import pickle
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +21,9 @@ import torch.nn as nn
 from brevitas.graph.calibrate import calibration_mode
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from a2qflow.errors import A2qflowError
+
+from . import catalog
 from .data import Dataset, load_dataset
 from .ep_init import apply_ep_init
 from .nets import NETWORKS
@@ -27,17 +32,17 @@ from .recipes import Recipe, weight_layers
 
 @dataclass
 class TrainConfig:
-    model: str = "tfc"
-    dataset: str = "digits"
+    model: str = catalog.DEFAULT_MODEL
+    dataset: str = catalog.DEFAULT_DATASET
     data_dir: str | None = None
     recipe: Recipe = field(default_factory=Recipe)
     model_kwargs: dict = field(default_factory=dict)
-    float_epochs: int = 20
-    qat_epochs: int = 20
+    float_epochs: int = catalog.DEFAULT_FLOAT_EPOCHS
+    qat_epochs: int = catalog.DEFAULT_QAT_EPOCHS
     batch_size: int = 64
     lr: float = 2e-3
     qat_lr: float = 1e-3
-    seed: int = 0
+    seed: int = catalog.DEFAULT_SEED
     ep_init: bool = True
     float_checkpoint: str | None = None
     limit: int | None = None
@@ -165,13 +170,55 @@ def _progress() -> Progress:
                     TextColumn("{task.fields[metric]}"), TimeElapsedColumn())
 
 
+class TrainError(A2qflowError, ValueError):
+    """Training settings or an output folder that cannot be used."""
+
+
+def claim_output(out: Path) -> None:
+    """Refuse a file, or a folder holding files but no earlier training (train.json)."""
+    if out.exists() and not out.is_dir():
+        raise TrainError(f"output {out} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / "train.json").is_file():
+        raise TrainError(f"output folder {out} holds files but no a2qflow training (train.json); "
+                         "choose an empty or new folder")
+
+
+def validate(cfg: TrainConfig) -> TrainConfig:
+    """Refuse settings that cannot train, naming the field."""
+    from .catalog import DATASET_NAMES, NETWORK_NAMES
+
+    if cfg.model not in NETWORK_NAMES:
+        raise TrainError(f"unknown model {cfg.model!r}; valid: {', '.join(NETWORK_NAMES)}")
+    if cfg.dataset not in DATASET_NAMES:
+        raise TrainError(f"unknown dataset {cfg.dataset!r}; valid: {', '.join(DATASET_NAMES)}")
+    for name in ("float_epochs", "qat_epochs"):
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise TrainError(f"{name} must be a non-negative integer, got {value!r}")
+    if cfg.float_epochs == 0 and not cfg.float_checkpoint:
+        raise TrainError("float_epochs 0 needs a float checkpoint to start from (--float-checkpoint)")
+    for name in ("batch_size",):
+        if getattr(cfg, name) < 1:
+            raise TrainError(f"{name} must be at least 1, got {getattr(cfg, name)}")
+    for name in ("lr", "qat_lr"):
+        if not getattr(cfg, name) > 0:
+            raise TrainError(f"{name} must be positive, got {getattr(cfg, name)}")
+    if cfg.limit is not None and cfg.limit < 1:
+        raise TrainError(f"limit must be at least 1, got {cfg.limit}")
+    return cfg
+
+
 def train(cfg: TrainConfig, out_dir: str | Path, ds: Dataset | None = None) -> dict:
     """Run the whole training recipe; returns the metrics written to train.json."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    validate(cfg)
+    claim_output(out)
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     ds = ds or load_dataset(cfg.dataset, cfg.data_dir, limit=cfg.limit)
     info = dataset_info(ds)
+    build_model(cfg.model, cfg.recipe, info, **cfg.model_kwargs)   # refuses a bad recipe before anything is written
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train.json").write_text(json.dumps({"status": "running", "config": cfg.to_dict()}, indent=2))
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     with _progress() as progress:
@@ -198,15 +245,19 @@ def train(cfg: TrainConfig, out_dir: str | Path, ds: Dataset | None = None) -> d
     metrics = {"float": float_metrics, "after_init": init_metrics, "quant": evaluate(qmodel, ds),
                "ep_init_channels_moved": moved}
     save_checkpoint(out / "checkpoint.pt", qmodel.cpu(), cfg, info, metrics)
-    result = {"config": cfg.to_dict(), "dataset": info, "metrics": metrics, "timings": timings,
-              "device": str(device)}
+    result = {"status": "complete", "config": cfg.to_dict(), "dataset": info, "metrics": metrics,
+              "timings": timings, "device": str(device)}
     (out / "train.json").write_text(json.dumps(result, indent=2))
     return result
 
 
+CHECKPOINT_FORMAT = "a2qflow-checkpoint-1"
+
+
 def save_checkpoint(path: Path, model: nn.Module, cfg: TrainConfig, info: dict, metrics: dict) -> None:
-    torch.save({"format": "a2qflow-checkpoint-1", "config": cfg.to_dict(), "dataset": info,
-                "metrics": metrics, "state_dict": model.state_dict()}, path)
+    """Tensors and JSON-compatible data only, so that `read_checkpoint` loads it as data."""
+    plain = json.loads(json.dumps({"config": cfg.to_dict(), "dataset": info, "metrics": metrics}))
+    torch.save({"format": CHECKPOINT_FORMAT, **plain, "state_dict": model.state_dict()}, path)
 
 
 def checkpoint_dataset(ckpt: dict) -> Dataset:
@@ -215,18 +266,43 @@ def checkpoint_dataset(ckpt: dict) -> Dataset:
     return load_dataset(cfg["dataset"], cfg["data_dir"], limit=cfg["limit"])
 
 
-def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
-    """Rebuild the quantized network saved by `train`; returns (model in eval mode, checkpoint)."""
+class CheckpointError(A2qflowError, ValueError):
+    """A checkpoint that cannot be used; the message names the file and the reason."""
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """The checkpoint's contents, read as data: tensors and plain (JSON-like) values only.
+    Nothing in the file runs (`torch.load(weights_only=True)`): a pickle that would call
+    anything else is refused with one line naming the file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # torch raises several types for a corrupt file
-        raise ValueError(f"checkpoint {path} cannot be read: {err}") from err
-    if not isinstance(ckpt, dict) or ckpt.get("format") != "a2qflow-checkpoint-1":
-        raise ValueError(f"{path} is not an a2qflow checkpoint (missing format field)")
-    cfg = TrainConfig.from_dict(ckpt["config"])
-    model = build_model(cfg.model, cfg.recipe, ckpt["dataset"], **cfg.model_kwargs)
-    model.load_state_dict(ckpt["state_dict"])
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"unsupported GLOBAL (\S+)", str(err))
+        if found:
+            raise CheckpointError(f"checkpoint {path} refused: it holds objects other than tensors and plain data "
+                                  f"(it would load {found.group(1)}), which a2qflow never loads") from None
+        raise CheckpointError(f"checkpoint {path} cannot be read: not a PyTorch file of tensors and plain data") from None
+    except Exception as err:  # torch raises several types for a corrupt or foreign file
+        raise CheckpointError(f"checkpoint {path} cannot be read: {type(err).__name__}: {err}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not an a2qflow checkpoint (field 'format' is not {CHECKPOINT_FORMAT!r})")
+    for key, kind in (("config", dict), ("dataset", dict), ("metrics", dict), ("state_dict", dict)):
+        if not isinstance(ckpt.get(key), kind):
+            raise CheckpointError(f"checkpoint {path}: field {key!r} missing or not a {kind.__name__}")
+    return ckpt
+
+
+def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
+    """Rebuild the quantized network saved by `train`; returns (model in eval mode, checkpoint)."""
+    ckpt = read_checkpoint(path)
+    try:
+        cfg = TrainConfig.from_dict(ckpt["config"])
+        model = build_model(cfg.model, cfg.recipe, ckpt["dataset"], **cfg.model_kwargs)
+        model.load_state_dict(ckpt["state_dict"])
+    except (TypeError, KeyError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"checkpoint {path} does not describe a network a2qflow can rebuild: "
+                              f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from None
     return model.eval(), ckpt

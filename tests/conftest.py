@@ -45,3 +45,18 @@ def tfc_a2qplus_onnx(tfc_a2qplus, tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def tfc_run(tfc_a2qplus, tfc_a2qplus_onnx, tmp_path_factory):
+    """One estimate-flow TFC build for Pynq-Z2 through the pipeline, with its deployment
+    package (64 test samples from the checkpoint): shared by the CLI and deploy tests."""
+    from a2qflow.build_flows import package
+    from a2qflow.build_flows.config import BuildConfig
+    from a2qflow.build_flows.pipeline import PipelineConfig, run
+
+    out = tmp_path_factory.mktemp("tfc-run") / "run"
+    result = run(PipelineConfig(onnx=tfc_a2qplus_onnx, build=BuildConfig(flow="estimate", package=False), out=out),
+                 log=lambda line: None)
+    package.package_run(result.folder, checkpoint=tfc_a2qplus, max_samples=64)
+    return out

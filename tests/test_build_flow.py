@@ -1,6 +1,7 @@
 """FINN build flow: accumulators sized to the certified P, refusals, plain-FINN graphs,
 the overflow check's ability to fail, and the Vivado branch's wiring."""
 import json
+import os
 import shutil
 
 import numpy as np
@@ -11,11 +12,14 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 
 from a2qflow.build_flows import finn_env, flow, overflow, reference
-from a2qflow.build_flows.certificate import CertificateError
-from a2qflow.build_flows.flow import BuildOptions, build
-from a2qflow.build_flows.steps import dot_product_nodes
+from a2qflow.build_flows.config import BuildConfig, ConfigError
+from a2qflow.build_flows.flow import build
+from a2qflow.build_flows.reference import Reference
+from a2qflow.build_flows.run_folder import RunFolder
+from a2qflow.build_flows.sizing import dot_product_nodes
 from a2qflow.cli import main
 from a2qflow.hw_configs import UnknownBoardError
+from a2qflow.models.certificate import CertificateError
 
 from test_export import _tamper
 
@@ -24,7 +28,7 @@ from test_export import _tamper
 def tfc_build(tfc_a2qplus, tmp_path_factory):
     out = tmp_path_factory.mktemp("build")
     run = build(str(_exported(tfc_a2qplus, out)), out / "run", reference.from_checkpoint(tfc_a2qplus, 16),
-                BuildOptions(board="Pynq-Z2", flow="estimate", model_name="tfc", package=False))
+                BuildConfig(board="Pynq-Z2", flow="estimate", model_name="tfc", package=False))
     return out / "run", run
 
 
@@ -80,88 +84,99 @@ def test_overflow_check_finds_the_wrap_at_p_minus_1(tfc_build):
 
 def test_runtime_writeable_weights_get_the_guaranteed_p(tfc_a2qplus, tmp_path):
     run = build(str(_exported(tfc_a2qplus, tmp_path)), tmp_path / "run", reference.from_checkpoint(tfc_a2qplus, 8),
-                BuildOptions(flow="estimate", runtime_weights=True, package=False))
+                BuildConfig(flow="estimate", runtime_weights=True, package=False))
     sizing = json.loads((tmp_path / "run" / "reports" / "step_a2qflow_size_accumulators.json").read_text())
     for s in sizing:
         assert s["runtime_writeable"]
         # FINN falls back to the datatype worst case; the certificate's P is smaller
-        assert s["finn_acc"] == f"INT{s['datatype_bits']}" and s["acc"] == f"INT{s['guaranteed_bits']}"
-        assert s["guaranteed_bits"] < s["datatype_bits"]
+        assert s["finn_acc"] == f"INT{s['datatype_bits']}" and s["acc"] == f"INT{s['acc_bits']}"
+        assert s["acc_bits"] < s["datatype_bits"]
     assert run["status"] == "complete"
 
 
-def test_tampered_weights_stop_the_build(tfc_a2qplus_onnx, tmp_path):
+def test_tampered_weights_are_refused_before_the_build_touches_anything(tfc_a2qplus_onnx, tmp_path):
     _tamper(tfc_a2qplus_onnx, tmp_path / "bad.onnx", layer="fc.2", channel=7)
-    ref = (np.zeros((2, 1, 8, 8), np.float32), np.zeros((2, 10), np.float32), True)
-    (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "run.json").write_text(json.dumps({"status": "complete"}))   # an earlier build
+    ref = Reference(np.zeros((2, 64), np.float32), np.zeros((2, 10), np.float32), True, "zeros")
+    run_dir = tmp_path / "run"
+    RunFolder(run_dir).write_run({"status": "complete", "files": []})   # an earlier build
+    before = (run_dir / "run.json").read_bytes()
     with pytest.raises(CertificateError, match=r"layer fc\.2, channel 7"):
-        build(str(tmp_path / "bad.onnx"), tmp_path / "run", ref, BuildOptions(flow="estimate", package=False))
-    run = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert run["status"] == "failed" and "layer fc.2, channel 7" in run["error"]
+        build(str(tmp_path / "bad.onnx"), run_dir, ref, BuildConfig(flow="estimate", package=False))
+    assert (run_dir / "run.json").read_bytes() == before and sorted(p.name for p in run_dir.iterdir()) == ["run.json"]
     result = CliRunner().invoke(main, ["build", "--onnx", str(tmp_path / "bad.onnx"), "--out", str(tmp_path / "r2")])
-    assert result.exit_code == 1 and "layer fc.2, channel 7" in result.output
+    assert result.exit_code == 1 and "layer fc.2, channel 7" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "r2").exists()
 
 
 def test_plain_finn_graph_builds_with_value_based_widths(tfc_a2qplus_onnx, tmp_path):
     graph = ModelWrapper(str(tfc_a2qplus_onnx))
     graph.graph.ClearField("metadata_props")
     graph.save(str(tmp_path / "plain.onnx"))
-    ref, source = reference.from_graph(ModelWrapper(str(tmp_path / "plain.onnx")), 8)
-    assert "random" in source
-    run = build(str(tmp_path / "plain.onnx"), tmp_path / "run", ref, BuildOptions(flow="estimate", package=False))
+    ref = reference.from_graph(ModelWrapper(str(tmp_path / "plain.onnx")), 8)
+    assert "digits test split" not in ref.source and "input quantizer's grid" in ref.source
+    assert ref.x.min() == 0 and np.allclose(ref.x.max(), 15 * ref.x[ref.x > 0].min())   # UINT4 codes x scale
+    run = build(str(tmp_path / "plain.onnx"), tmp_path / "run", ref, BuildConfig(flow="estimate", package=False))
     assert not run["a2qflow_graph"]
     sizing = json.loads((tmp_path / "run" / "reports" / "step_a2qflow_size_accumulators.json").read_text())
     assert sizing and all(s["layer"] is None and s["acc"] == f"INT{s['value_bits']}" for s in sizing)
     assert "Plain FINN graph" in (tmp_path / "run" / "reports" / "summary.md").read_text()
     # weights written at run time and no guarantee: only the datatypes bound the sum
-    build(str(tmp_path / "plain.onnx"), tmp_path / "rtw", ref, BuildOptions(flow="estimate", package=False,
+    build(str(tmp_path / "plain.onnx"), tmp_path / "rtw", ref, BuildConfig(flow="estimate", package=False,
                                                                            runtime_weights=True))
     sizing = json.loads((tmp_path / "rtw" / "reports" / "step_a2qflow_size_accumulators.json").read_text())
     assert all(s["acc"] == f"INT{s['datatype_bits']}" and s["value_bits"] < s["datatype_bits"] for s in sizing)
-    with pytest.raises(ValueError, match="runtime-writeable weights"):
+    with pytest.raises(ConfigError, match="runtime-writeable weights"):
         build(str(tmp_path / "plain.onnx"), tmp_path / "rtw2", ref,
-              BuildOptions(flow="estimate", sizing="value", runtime_weights=True))
+              BuildConfig(flow="estimate", sizing="value", runtime_weights=True))
 
 
 def test_value_sizing_option_uses_value_based_width(tfc_a2qplus, tmp_path):
     build(str(_exported(tfc_a2qplus, tmp_path)), tmp_path / "run", reference.from_checkpoint(tfc_a2qplus, 8),
-          BuildOptions(flow="estimate", sizing="value", package=False))
+          BuildConfig(flow="estimate", sizing="value", package=False))
     for s in json.loads((tmp_path / "run" / "reports" / "step_a2qflow_size_accumulators.json").read_text()):
-        assert s["acc"] == f"INT{s['value_bits']}" and s["value_bits"] <= s["guaranteed_bits"]
+        assert s["acc"] == f"INT{s['value_bits']}" and s["value_bits"] <= s["acc_bits"]
 
 
 def test_resume_from_step(tfc_build):
     run_dir, first = tfc_build
-    ref = (np.load(run_dir / "reference" / "input.npy"), np.load(run_dir / "reference" / "expected_output.npy"), True)
+    ref = Reference.load(run_dir / "reference")
     (run_dir / "reports" / "overflow.json").unlink()
     run = build(str(run_dir / "model.qonnx"), run_dir, ref,
-                BuildOptions(flow="estimate", from_step="step_a2qflow_size_accumulators", package=False))
+                BuildConfig(flow="estimate", from_step="step_a2qflow_size_accumulators", package=False))
     assert run["status"] == "complete" and run["from_step"] == "step_a2qflow_size_accumulators"
     assert "step_streamline" not in run["time_per_step"]
     assert json.loads((run_dir / "reports" / "overflow.json").read_text())   # rewritten by the resumed step
 
 
 
-def test_fresh_build_into_a_used_folder_drops_the_earlier_reports(tfc_build, tmp_path):
+def test_fresh_build_into_a_used_folder_deletes_only_what_the_last_run_recorded(tfc_build, tmp_path):
     run_dir, _ = tfc_build
     out = tmp_path / "run"
-    shutil.copytree(run_dir, out, ignore=shutil.ignore_patterns("finn", "finn_tmp"))
-    (out / "reports" / "synth.json").write_text(json.dumps({"layers": [], "total": None, "skipped": [],
-                                                            "tool": "Yosys 0.99"}))
-    ref = (np.load(out / "reference" / "input.npy"), np.load(out / "reference" / "expected_output.npy"), True)
-    run = build(str(out / "model.qonnx"), out, ref, BuildOptions(flow="estimate", package=False))  # its own input
-    assert run["status"] == "complete" and not (out / "reports" / "synth.json").exists()
-    assert "Yosys 0.99" not in (out / "reports" / "summary.md").read_text()
+    shutil.copytree(run_dir, out, ignore=shutil.ignore_patterns("finn_tmp"))
+    stale = out / "reports" / "synth.json"   # e.g. left by an interrupted oss run: not in the manifest
+    stale.write_text(json.dumps({"layers": [], "total": None, "skipped": [], "tool": "Yosys 0.99"}))
+    os.utime(stale, (1, 1))
+    (out / "reports" / "notes.txt").write_text("mine")            # the user's files stay
+    (out / "finn" / "keep.txt").write_text("mine too")
+    recorded = RunFolder(out).recorded_files()
+    assert "reports/summary.md" in recorded and "finn/report/estimate_layer_resources.json" in recorded
+    ref = Reference.load(out / "reference")
+    run = build(str(out / "model.qonnx"), out, ref, BuildConfig(flow="estimate", package=False))  # its own input
+    assert run["status"] == "complete"
+    assert (out / "reports" / "notes.txt").read_text() == "mine" and (out / "finn" / "keep.txt").read_text() == "mine too"
+    assert "reports/notes.txt" not in run["files"] and "reports/synth.json" not in run["files"]
+    assert "Yosys 0.99" not in (out / "reports" / "summary.md").read_text()   # a leftover is never read as this run's
+    assert set(run["files"]) >= {"reports/summary.md", "finn/intermediate_models/step_tidy_up.onnx"}
+    assert (out / "model.qonnx").is_file()   # the input of this build, though an earlier build wrote it
 
 
 def test_unknown_board_lists_valid_ones(tmp_path):
     result = CliRunner().invoke(main, ["build", "--board", "Pynq-Z9", "--out", str(tmp_path)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     for name in ("Pynq-Z1", "Pynq-Z2", "Ultra96-V2", "ZCU104", "KV260_SOM", "AUP-ZU3_8GB"):
         assert name in result.output
     with pytest.raises(UnknownBoardError):
-        build(str(tmp_path / "x.onnx"), tmp_path, (None, None, True), BuildOptions(board="nope"))
+        build(str(tmp_path / "x.onnx"), tmp_path, None, BuildConfig(board="nope"))
 
 
 def test_corrupt_onnx_gets_a_clear_error(tmp_path):
@@ -194,8 +209,7 @@ def test_vivado_branch_runs_finns_bitstream_steps(tfc_a2qplus, monkeypatch, tmp_
     finn_env.prepare_finn(tmp_path / "finn_tmp")
     from finn.builder.build_dataflow_config import DataflowOutputType
 
-    ctx = flow.BuildContext(tmp_path, None, None, None, True)
-    steps = flow.step_list(ctx, "bitstream")
+    steps = flow.step_list("bitstream")
     names = flow.step_names(steps)
     oss = ["step_a2qflow_oss_synthesis", "step_a2qflow_rtl_simulation"]
     assert names[-len(flow.BITSTREAM_STEPS) - 2:] == list(flow.BITSTREAM_STEPS) + oss   # Yosys beside Vivado
@@ -204,16 +218,17 @@ def test_vivado_branch_runs_finns_bitstream_steps(tfc_a2qplus, monkeypatch, tmp_
     assert names.index("step_minimize_bit_width") < names.index("step_a2qflow_size_accumulators")
     from a2qflow.hw_configs import get_board
 
-    cfg = flow.dataflow_config(get_board("Pynq-Z2"), tmp_path, "bitstream", steps, BuildOptions(model_name="tfc"))
+    cfg = flow.dataflow_config(get_board("Pynq-Z2"), RunFolder(tmp_path), "bitstream", steps,
+                               BuildConfig(model_name="tfc"), None, "finn")
     assert {DataflowOutputType.BITFILE, DataflowOutputType.PYNQ_DRIVER,
             DataflowOutputType.DEPLOYMENT_PACKAGE} <= set(cfg.generate_outputs)
     assert cfg.fpga_part == "xc7z020clg400-1" and cfg.board == "Pynq-Z2" and cfg.synth_clk_period_ns == 10.0
     assert cfg.standalone_thresholds and cfg.save_intermediate_models
     monkeypatch.setattr(finn_env, "xilinx_tools_available", lambda: False)
     assert flow.resolve_flow("auto")[0] == "oss"
-    assert flow.step_names(flow.step_list(ctx, "oss"))[-3:] == ["step_generate_estimate_reports"] + oss
-    assert not set(oss) & set(flow.step_names(flow.step_list(ctx, "estimate")))
-    names = flow.step_names(flow.step_list(ctx, "oss"))
+    assert flow.step_names(flow.step_list("oss"))[-3:] == ["step_generate_estimate_reports"] + oss
+    assert not set(oss) & set(flow.step_names(flow.step_list("estimate")))
+    names = flow.step_names(flow.step_list("oss"))
     assert names.index("step_a2qflow_prefer_rtl") == names.index("step_specialize_layers") - 1
     with pytest.raises(flow.BuildError, match="needs Vivado"):
         flow.resolve_flow("bitstream")
@@ -245,7 +260,7 @@ def test_second_build_in_one_process_uses_its_own_finn_folder(tmp_path):
 
 
 def test_report_regenerates_a_build_summary_and_refuses_failed_runs(tfc_build, tmp_path):
-    from a2qflow.build_flows.report import regenerate
+    from a2qflow.build_flows.regenerate import NotAResultFolder, regenerate
 
     run_dir, _ = tfc_build
     summary = run_dir / "reports" / "summary.md"
@@ -253,9 +268,15 @@ def test_report_regenerates_a_build_summary_and_refuses_failed_runs(tfc_build, t
     summary.unlink()
     assert regenerate(run_dir) == summary and summary.read_text() == before
     assert "<table>" in summary.with_suffix(".html").read_text()
-    (tmp_path / "run.json").write_text(json.dumps({"status": "failed", "error": "ParityError: x"}))
-    with pytest.raises(ValueError, match="status is 'failed'.*ParityError"):
-        regenerate(tmp_path)
+    RunFolder(tmp_path / "f").write_run({"status": "failed", "error": "ParityError: x"})
+    with pytest.raises(NotAResultFolder, match="status is 'failed'.*ParityError"):
+        regenerate(tmp_path / "f")
+    # a parent folder of runs is none of build, compare or sweep: refused, nothing written
+    shutil.copytree(run_dir, tmp_path / "runs" / "a", ignore=shutil.ignore_patterns("finn", "finn_tmp"))
+    before = sorted(p for p in (tmp_path / "runs").rglob("*"))
+    result = CliRunner().invoke(main, ["report", str(tmp_path / "runs")])
+    assert result.exit_code == 1 and "not an a2qflow build, compare-acc or sweep folder" in result.output
+    assert sorted(p for p in (tmp_path / "runs").rglob("*")) == before
 
 
 def test_synthesis_table_puts_vivado_beside_yosys(tmp_path):
@@ -270,7 +291,7 @@ def test_synthesis_table_puts_vivado_beside_yosys(tmp_path):
     (tmp_path / "reports" / "synth.json").write_text(json.dumps({"layers": [yosys], "skipped": []}))
     (tmp_path / "finn" / "report" / "post_synth_resources.json").write_text(json.dumps(
         {"MVAU_rtl_0": {"LUT": 701.0, "FF": 950.0, "DSP": 8.0, "BRAM_18K": 0.0}}))
-    rows = synthesis_rows(tmp_path)
+    rows = synthesis_rows(RunFolder(tmp_path))
     assert [(r["tool"], r["node"], r["LUT"]) for r in rows] == [("Yosys 0.70", "MVAU_rtl_0", 646),
                                                                  ("Vivado", "MVAU_rtl_0", 701.0)]
     text = "\n".join(synthesis_markdown(rows, []))

@@ -11,9 +11,9 @@ import pytest
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 
-from a2qflow.build_flows import reference
-from a2qflow.build_flows.flow import BuildOptions, build
-from a2qflow.build_flows.steps import dot_product_nodes
+from a2qflow.build_flows.config import BuildConfig
+from a2qflow.build_flows.pipeline import PipelineConfig, run
+from a2qflow.build_flows.sizing import dot_product_nodes
 
 from conftest import quick_train
 
@@ -28,14 +28,13 @@ pytestmark = pytest.mark.slow
 ])
 def test_net_builds_with_certified_accumulators(model, dataset, board, hw_op, tmp_path_factory):
     from a2qflow.models.data import load_dataset
-    from a2qflow.models.export import export_checkpoint
 
     ckpt = quick_train(model, "a2q+", load_dataset(dataset), tmp_path_factory, acc_bits=14)
     out = tmp_path_factory.mktemp(f"build-{model}")
-    onnx, _, _ = export_checkpoint(ckpt, out / "model.onnx", samples=8)
-    run = build(str(onnx), out / "run", reference.from_checkpoint(ckpt, 8),
-                BuildOptions(board=board, flow="estimate", model_name=model, package=False))
-    assert run["status"] == "complete" and run["a2qflow_graph"]
+    record = run(PipelineConfig(checkpoint=ckpt, export_samples=8, out=out / "run",
+                                build=BuildConfig(board=board, flow="estimate", package=False, parity_samples=8)),
+                 log=lambda line: None).record
+    assert record["status"] == "complete" and record["a2qflow_graph"]
     reports = out / "run" / "reports"
     parity = json.loads((reports / "parity.json").read_text())
     stages = [p["stage"] for p in parity]
@@ -50,7 +49,7 @@ def test_net_builds_with_certified_accumulators(model, dataset, board, hw_op, tm
     assert nodes and set(sizing) == {n.name for n in nodes}
     for node in nodes:
         s = sizing[node.name]
-        expected = min(s["guaranteed_bits"], s["datatype_bits"])
+        expected = min(s["acc_bits"], s["datatype_bits"])
         assert getCustomOp(node).get_nodeattr("accDataType") == f"INT{expected}", (node.name, s)
     overflow = json.loads((reports / "overflow.json").read_text())
     assert all(o["worst_case_wraps"] == 0 and o["data_wraps"] == 0 for o in overflow)

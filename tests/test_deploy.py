@@ -13,28 +13,23 @@ import pytest
 from click.testing import CliRunner
 
 from a2qflow.build_flows import package as pk
-from a2qflow.build_flows import reference
-from a2qflow.build_flows.flow import BuildOptions, build
-from a2qflow.deploy import bench, driver, manifest, packing, power, sim
+from a2qflow.build_flows.reference import Reference
+from a2qflow.build_flows.run_folder import RunFolder
+from a2qflow.cli import main as cli
+from a2qflow.deploy import bench, driver, io_spec, manifest, packing, power, sim
 from a2qflow.deploy.errors import BoardMismatchError, DeployError, InputError, PackageIntegrityError
 
 THROUGHPUT_FIELDS = {"runtime[ms]", "throughput[images/s]", "DRAM_in_bandwidth[MB/s]", "DRAM_out_bandwidth[MB/s]",
                      "fclk[mhz]", "batch_size", "fold_input[ms]", "pack_input[ms]", "copy_input_data_to_device[ms]",
                      "copy_output_data_from_device[ms]", "unpack_output[ms]", "unfold_output[ms]"}
+EARLIER = '{"status": "complete"}'
 SMALL = bench.BenchConfig(batch_sizes=(1, 8), repeats=2, latency_runs=10, warmup=2, accuracy_batch=16)
 
 
 @pytest.fixture(scope="module")
-def run_dir(tfc_a2qplus, tmp_path_factory):
-    """An estimate-flow TFC build for Pynq-Z2 and its package (64 test samples)."""
-    from a2qflow.models.export import export_checkpoint
-
-    out = tmp_path_factory.mktemp("deploy") / "run"
-    onnx = export_checkpoint(tfc_a2qplus, out.parent / "export" / "model.onnx", samples=32)[0]
-    build(str(onnx), out, reference.from_checkpoint(tfc_a2qplus, 16),
-          BuildOptions(board="Pynq-Z2", flow="estimate", model_name="tfc", package=False))
-    pk.package_run(out, checkpoint=tfc_a2qplus, max_samples=64)
-    return out
+def run_dir(tfc_run):
+    """The shared estimate-flow TFC build for Pynq-Z2 and its package (64 test samples)."""
+    return tfc_run
 
 
 @pytest.fixture
@@ -49,7 +44,7 @@ class Spy:
 
     def __init__(self, pkg_dir: Path):
         p = manifest.Package(pkg_dir, json.loads((pkg_dir / "manifest.json").read_text()))
-        self.io = driver.IOSpec.from_driver_information(p.driver_information())
+        self.io = io_spec.IOSpec.from_driver_information(p.driver_information())
         self.x = np.load(pkg_dir / "data" / "test_x.npy").reshape((-1,) + self.io.ishape_normal[0][1:])
         self.y = np.load(pkg_dir / "data" / "host_output.npy")
         self.frames = 0
@@ -113,8 +108,8 @@ def test_bitstream_build_packages_bitfile_hwh_and_finns_driver_settings(run_dir,
     (run / "finn" / "bitfile" / "finn-accel.hwh").write_text(HWH)
     shutil.copytree(run_dir / "package" / "driver", run / "finn" / "driver")
     data = run_dir / "package" / "data"
-    out = pk.write_package(run, "Pynq-Z2", np.load(data / "test_x.npy"), np.load(data / "test_y.npy"),
-                           np.load(data / "host_output.npy"))
+    out = pk.write_package(RunFolder(run), "Pynq-Z2", Reference(
+        np.load(data / "test_x.npy"), np.load(data / "host_output.npy"), True, "host model", np.load(data / "test_y.npy")))
     m = json.loads((out / "manifest.json").read_text())
     assert m["bitfile"] == "bitfile/finn-accel.bit" and not m["sim_only"] and "step_make_driver" in m["settings_source"]
     assert m["files"]["bitfile/finn-accel.hwh"]["sha256"] == manifest.sha256_file(out / "bitfile" / "finn-accel.hwh")
@@ -129,7 +124,8 @@ def test_bitstream_build_packages_bitfile_hwh_and_finns_driver_settings(run_dir,
 
 def test_package_refuses_a_board_the_run_was_not_built_for(run_dir):
     with pytest.raises(pk.PackageError, match="built for Pynq-Z2, not ZCU104"):
-        pk.write_package(run_dir, "ZCU104", np.zeros((1, 1, 8, 8), np.float32), None, np.zeros((1, 10), np.float32))
+        pk.write_package(RunFolder(run_dir), "ZCU104", Reference(np.zeros((1, 64), np.float32),
+                                                                 np.zeros((1, 10), np.float32), True, "zeros"))
 
 
 def test_packing_matches_finn():
@@ -243,9 +239,10 @@ def test_interrupted_benchmark_leaves_no_complete_report(pkg_copy, tmp_path):
     spy.fail_after = 40   # mid-way through the accuracy pass
     with pytest.raises(KeyboardInterrupt):
         bench.run_benchmark(pkg_copy, sim=True, cfg=SMALL, out_dir=tmp_path, log=lambda s: None, sim_compute=spy)
-    report = json.loads((tmp_path / "bench.json").read_text())
+    report = json.loads((tmp_path / "bench.interrupted.json").read_text())
     assert report["status"] == "interrupted" and "accuracy" not in report
-    assert "INCOMPLETE" in (tmp_path / "bench.md").read_text()
+    assert "INCOMPLETE" in (tmp_path / "bench.interrupted.md").read_text()
+    assert not (tmp_path / "bench.json").exists() and not list(tmp_path.glob("bench.running.*"))
     assert not list(tmp_path.glob(".*.tmp"))
 
 
@@ -257,12 +254,14 @@ def test_package_for_another_board_refuses_to_load(pkg_copy, tmp_path):
     with pytest.raises(BoardMismatchError, match="cannot tell which board"):
         manifest.load_package(pkg_copy, None, sim=False)
     manifest.load_package(pkg_copy, "pynqz2", sim=True)   # PYNQ's spelling of the same board
-    # through the board's CLI: exit 2, and a report that says failed
+    # through the board's CLI: exit 2, a report that says failed, and an earlier complete report kept
     from a2qflow.deploy.cli import main
 
+    (tmp_path / "bench.json").write_text(EARLIER)
     assert main(["bench", "--package", str(pkg_copy), "--sim", "--board", "ZCU104", "--out", str(tmp_path)]) == 2
-    report = json.loads((tmp_path / "bench.json").read_text())
+    report = json.loads((tmp_path / "bench.failed.json").read_text())
     assert report["status"] == "failed" and "ZCU104" in report["error"] and "Pynq-Z2" in report["error"]
+    assert (tmp_path / "bench.json").read_text() == EARLIER
 
 
 def test_damaged_package_is_refused_naming_the_file(pkg_copy):
@@ -354,23 +353,22 @@ def test_a2qflow_driver_without_pynq_says_what_is_missing(pkg_copy):
 # -- host commands ---------------------------------------------------------------------------
 
 def test_package_goes_stale_when_the_board_code_changes(run_dir, tmp_path, monkeypatch):
-    from a2qflow.cli_deploy import package_is_current
+    from a2qflow.build_flows.package import package_is_current
 
-    assert package_is_current(run_dir)
+    assert package_is_current(RunFolder(run_dir))
     extra = tmp_path / "newmodule.py"
     extra.write_text("# newer board code\n")
     sources = sorted([*pk.deploy_sources(), extra])
     monkeypatch.setattr(pk, "deploy_sources", lambda: sources)
-    assert not package_is_current(run_dir)
+    assert not package_is_current(RunFolder(run_dir))
 
 
 def test_host_bench_command_runs_the_shipped_code_on_the_simulated_board(run_dir, tmp_path):
-    from a2qflow.cli_deploy import bench as bench_cmd
-
     runner = CliRunner()
-    assert runner.invoke(bench_cmd, ["--run", str(run_dir)]).exit_code == 1   # no FPGA here: --sim required
-    result = runner.invoke(bench_cmd, ["--run", str(run_dir), "--sim", "--batch-sizes", "1,4", "--repeats", "1",
-                                       "--latency-runs", "5", "--out", str(tmp_path)])
+    result = runner.invoke(cli, ["bench", "--run", str(run_dir)])
+    assert result.exit_code == 2 and "use --sim" in result.output   # no FPGA here: --sim required
+    result = runner.invoke(cli, ["bench", "--run", str(run_dir), "--sim", "--batch-sizes", "1,4", "--repeats", "1",
+                                 "--latency-runs", "5", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "bench.json").read_text())
     assert report["status"] == "complete" and report["accuracy"]["host_mismatches"] == 0
@@ -378,37 +376,66 @@ def test_host_bench_command_runs_the_shipped_code_on_the_simulated_board(run_dir
 
 
 def test_deploy_refuses_a_sim_only_package_before_copying(run_dir):
-    from a2qflow.cli_deploy import deploy
-
-    result = CliRunner().invoke(deploy, ["--run", str(run_dir), "--host", "nobody@127.0.0.1", "-p", "1"])
+    result = CliRunner().invoke(cli, ["deploy", "--run", str(run_dir), "--host", "nobody@127.0.0.1", "-p", "1"])
     assert result.exit_code == 1 and "sim-only" in result.output and "--flow bitstream" in result.output
 
 
 @pytest.mark.slow
 def test_deploy_over_ssh_to_a_loopback_board(run_dir, tmp_path):
     """`a2qflow deploy` with the OpenSSH client against a loopback server whose commands are
-    the far side (sshd if installed, else asyncssh); the far side runs the simulated board."""
+    the far side (sshd if installed, else asyncssh); the far side runs the simulated board.
+    The board's own folders survive: an existing folder a2qflow did not create is refused, and
+    redeploying into a2qflow's folder deletes only the files its mark lists."""
     import ssh_loopback   # tests/ is on sys.path (pytest's rootdir conftest)
-
-    from a2qflow.cli_deploy import deploy
 
     server = ssh_loopback.start(tmp_path / "server", {"BOARD": "Pynq-Z2"})
     try:
-        remote = str(server.home / "boards" / "demo") if server.kind == "sshd" else "boards/demo"
-        args = ["--run", str(run_dir), "--host", "xilinx@127.0.0.1", "-p", str(server.port), "-i",
-                str(server.client_key), "--remote-dir", remote, "--python", sys.executable]
+        def remote(rel):
+            return str(server.home / rel) if server.kind == "sshd" else rel
+
+        base = ["deploy", "--run", str(run_dir), "--host", "xilinx@127.0.0.1", "-p", str(server.port), "-i",
+                str(server.client_key), "--python", sys.executable]
         for opt in server.ssh_options():
-            args += ["-o", opt]
-        result = CliRunner().invoke(deploy, args + ["--bench", "--sim", "--batch-sizes", "1,4", "--repeats", "1",
-                                                    "--latency-runs", "5"])
+            base += ["-o", opt]
+        # somebody's folder on the board: refused by name, nothing in it touched
+        theirs = server.home / "work"
+        theirs.mkdir()
+        (theirs / "notes.txt").write_text("keep me")
+        result = CliRunner().invoke(cli, base + ["--sim", "--remote-dir", remote("work")])
+        assert result.exit_code == 1 and "exists and was not created by a2qflow deploy" in result.output
+        assert sorted(p.name for p in theirs.iterdir()) == ["notes.txt"]
+        for bad in (".", "..", "a/../../x"):
+            result = CliRunner().invoke(cli, base + ["--sim", "--remote-dir", bad])
+            assert result.exit_code == 1 and "--remote-dir" in result.output
+
+        args = base + ["--remote-dir", remote("boards/demo")]
+        result = CliRunner().invoke(cli, args + ["--bench", "--sim", "--batch-sizes", "1,4", "--repeats", "1",
+                                                 "--latency-runs", "5"])
         assert result.exit_code == 0, result.output
         far = server.home / "boards" / "demo"
         assert (far / "manifest.json").is_file() and (far / "a2qflow_deploy" / "bench.py").is_file()
+        assert (far / ".a2qflow-deploy").is_file() and not list(far.rglob("__pycache__"))
         back = json.loads((run_dir / "reports" / "board-sim" / "bench.json").read_text())
         assert back["status"] == "complete" and back["simulated"] and back["accuracy"]["host_mismatches"] == 0
         assert back["package"] == str(far.resolve())
+        # a user's file inside a2qflow's folder survives a redeploy; a2qflow's own files are replaced
+        (far / "my_results.csv").write_text("mine")
+        (far / "a2qflow_deploy" / "bench.py").write_text("# stale copy")
+        result = CliRunner().invoke(cli, args + ["--sim"])
+        assert result.exit_code == 0, result.output
+        assert (far / "my_results.csv").read_text() == "mine"
+        assert (far / "a2qflow_deploy" / "bench.py").read_bytes() == (run_dir / "package" / "a2qflow_deploy" /
+                                                                      "bench.py").read_bytes()
         # the far side refuses a package for another board, naming both
-        result = CliRunner().invoke(deploy, args + ["--sim", "--board", "ZCU104"])
+        result = CliRunner().invoke(cli, args + ["--sim", "--board", "ZCU104"])
         assert result.exit_code == 1 and "Pynq-Z2" in result.output and "ZCU104" in result.output
     finally:
         server.stop()
+
+
+def test_ssh_calls_carry_timeouts_and_keepalives():
+    from a2qflow.build_flows.board import SshTarget
+
+    cmd = " ".join(SshTarget("xilinx@pynq", 22).ssh("true"))
+    assert "ConnectTimeout=15" in cmd and "ServerAliveInterval=15" in cmd and "BatchMode=yes" in cmd
+    assert "ConnectTimeout=15" in " ".join(SshTarget("h").scp_to([Path("a")], "d/"))

@@ -1,5 +1,6 @@
 """Export keeps the accumulator guarantee: parity with brevitas, certified integers, refusals."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -8,8 +9,8 @@ from brevitas.export import export_qonnx
 from click.testing import CliRunner
 from qonnx.core.modelwrapper import ModelWrapper
 
-from a2qflow.build_flows import certificate
-from a2qflow.build_flows.certificate import CertificateError
+from a2qflow.models import certificate
+from a2qflow.models.certificate import CertificateError, ClaimMismatch
 from a2qflow.cli import main
 from a2qflow.models import bounds
 from a2qflow.models import export as export_mod
@@ -34,7 +35,7 @@ def test_export_parity_and_certificate(model, method, digits, tmp_path_factory):
 
     # the graph carries per-layer recipe, P, input bits/sign and weight bits ...
     graph = ModelWrapper(str(path))
-    records = certificate.layer_metadata(graph)
+    records = certificate.layer_claims(graph)
     qmodel, _ = load_checkpoint(ckpt)
     export_mod.layer_records(qmodel, digits.x_test[:8])  # caches inputs for quant_weight()
     layers = dict(weight_layers(qmodel))
@@ -44,7 +45,7 @@ def test_export_parity_and_certificate(model, method, digits, tmp_path_factory):
         assert (rec["method"], rec["acc_bits"], rec["input_bits"], rec["input_signed"], rec["weight_bits"]) == (
             spec.method, spec.acc_bits, spec.input_bits, spec.input_signed, spec.weight_bits)
         # ... and its integers are exactly those brevitas computes
-        q_graph = certificate.integer_weights(graph, rec["onnx_weight"], rec["name"])
+        q_graph, _, _ = certificate.integer_weights(graph, rec["onnx_weight"], rec["name"])
         assert np.array_equal(q_graph, quantized_weights(layers[rec["name"]])[1])
     for cert in certs:
         if cert.method != "qat":
@@ -85,7 +86,7 @@ def test_tfc_export_matches_on_every_test_sample(tfc_a2qplus_onnx, tfc_a2qplus, 
 def _tamper(src, dst, layer="fc.1", channel=3):
     """Set one channel of a layer to the largest integer weight, keeping it on the grid."""
     graph = ModelWrapper(str(src))
-    rec = next(r for r in certificate.layer_metadata(graph) if r["name"] == layer)
+    rec = next(r for r in certificate.layer_claims(graph) if r["name"] == layer)
     w = graph.get_initializer(rec["onnx_weight"]).copy()
     scale = graph.get_initializer(graph.find_consumer(rec["onnx_weight"]).input[1])
     w[channel] = (2 ** (rec["weight_bits"] - 1) - 1) * scale[channel]
@@ -95,7 +96,7 @@ def _tamper(src, dst, layer="fc.1", channel=3):
 
 def test_certificate_refuses_tampered_initializer(tfc_a2qplus_onnx, tmp_path):
     _tamper(tfc_a2qplus_onnx, tmp_path / "bad.onnx")
-    certs = certificate.certify(tmp_path / "bad.onnx")
+    certs = certificate.certify(ModelWrapper(str(tmp_path / "bad.onnx")))
     bad = next(c for c in certs if c.name == "fc.1")
     assert not bad.passed and bad.failing_channels == [3]
     assert bad.per_channel[3].min_safe_acc_bits > bad.acc_bits
@@ -137,8 +138,8 @@ def test_export_refuses_weights_over_the_bound(tfc_a2qplus, digits, tmp_path, mo
 
 def test_certificate_value_range_is_exact(tfc_a2qplus_onnx):
     graph = ModelWrapper(str(tfc_a2qplus_onnx))
-    for cert, rec in zip(certificate.certify(graph), certificate.layer_metadata(graph)):
-        q = certificate.integer_weights(graph, rec["onnx_weight"], rec["name"])
+    for cert, rec in zip(certificate.certify(graph), certificate.layer_claims(graph)):
+        q, _, _ = certificate.integer_weights(graph, rec["onnx_weight"], rec["name"])
         lo_x, hi_x = bounds.input_range(rec["input_bits"], rec["input_signed"])
         x_max, x_min = bounds.worst_case_inputs(q, lo_x, hi_x)
         for c in (0, q.shape[0] - 1):
@@ -157,3 +158,39 @@ def test_corrupt_and_foreign_onnx_get_clear_errors(tmp_path):
     torch.onnx.export(model, torch.rand(1, 4), str(tmp_path / "plain.onnx"), dynamo=False)
     result = CliRunner().invoke(main, ["certify", str(tmp_path / "plain.onnx")])
     assert result.exit_code == 1 and "not exported by a2qflow" in result.output
+
+
+def _lie(src, dst, layer="fc.1", **claims):
+    """Edit the metadata's claims about one layer, leaving the graph as it is."""
+    graph = ModelWrapper(str(src))
+    records = certificate.layer_claims(graph)
+    for rec in records:
+        if rec["name"] == layer:
+            rec.update(claims)
+    graph.set_metadata_prop(certificate.LAYERS_KEY, json.dumps(records))
+    graph.save(str(dst))
+
+
+@pytest.mark.parametrize("claims, field, found", [
+    ({"input_bits": 1, "acc_bits": 8}, "input_bits", "4"),         # the issue's lie: P=8 with 1-bit inputs
+    ({"input_signed": True}, "input_signed", "False"),
+    ({"weight_bits": 2}, "weight_bits", "4"),
+    ({"weight_shape": [64, 32]}, "weight_shape", "[64, 64]"),
+    ({"depthwise": True}, "depthwise", "False"),
+])
+def test_metadata_that_contradicts_the_graph_is_refused(tfc_a2qplus_onnx, tmp_path, claims, field, found):
+    _lie(tfc_a2qplus_onnx, tmp_path / "lie.onnx", **claims)
+    with pytest.raises(ClaimMismatch, match=rf"layer fc\.1: metadata claims {field}=.* but the graph has {re.escape(found)}"):
+        certificate.certify(ModelWrapper(str(tmp_path / "lie.onnx")))
+    result = CliRunner().invoke(main, ["certify", str(tmp_path / "lie.onnx")])
+    assert result.exit_code == 1 and f"layer fc.1: metadata claims {field}=" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_certificate_reads_input_and_weight_types_from_the_graph(tfc_a2qplus_onnx):
+    graph = ModelWrapper(str(tfc_a2qplus_onnx))
+    certs = certificate.certify(graph)
+    assert {c.input_type for c in certs} == {"UINT4"}
+    assert {c.weight_type for c in certs} == {"INT4 (narrow)"}
+    # narrow INT4 weights (-7..7) times UINT4 inputs (0..15), K=64: any such weights need 14 bits
+    assert certs[1].datatype_bits == 14 and certs[1].input_range == (0, 15)

@@ -26,7 +26,8 @@ def resnet_tidy(digits, tmp_path_factory):
 
     ckpt = quick_train("resnet", "a2q+", digits, tmp_path_factory, acc_bits=14)
     path, _, _ = export_checkpoint(ckpt, tmp_path_factory.mktemp("resnet-onnx") / "resnet.onnx", samples=32)
-    x, expected, _ = reference.from_checkpoint(ckpt, 32)
+    ref = reference.from_checkpoint(ckpt, 32)
+    x, expected = ref.x, ref.expected
     tmp = tmp_path_factory.mktemp("resnet-finn")
     finn_env.prepare_finn(tmp / "finn_tmp")
     from finn.builder.build_dataflow_steps import build_dataflow_step_lookup as finn_steps
@@ -58,9 +59,9 @@ def test_residual_resnet_reaches_hw_layers_with_parity(resnet_tidy):
 
     model, cfg, x, expected = resnet_tidy
     # the graph's forks pick the residual step, whatever the model is called
-    step = model_steps.streamline_step_for(None, model)
-    assert step is model_steps.streamline_step_for("resnet", None) is model_steps.step_streamline_residual
-    assert step.__name__ == "step_streamline_residual"
+    assert model_steps.streamline_kind(model) == "residual"
+    step = model_steps.STREAMLINE_STEPS["residual"]
+    assert step is model_steps.step_streamline_residual
 
     model = step(model, cfg)
     _assert_parity(model, x, expected)
@@ -125,6 +126,5 @@ def test_chain_graph_keeps_finns_step():
     graph = helper.make_graph([helper.make_node("Relu", ["x"], ["t"]), helper.make_node("Relu", ["t"], ["y"])],
                               "chain", vi[:1], vi[1:])
     chain = ModelWrapper(qonnx_make_model(graph))
-    assert model_steps.streamline_step_for("resnet", chain) == "step_streamline"
-    assert model_steps.streamline_step_for("cnv", None) == "step_streamline"
-    assert model_steps.streamline_step_for(None, _mul_fork_into_add()) is model_steps.step_streamline_residual
+    assert model_steps.streamline_kind(chain) == "finn"
+    assert model_steps.streamline_kind(_mul_fork_into_add()) == "residual"

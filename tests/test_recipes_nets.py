@@ -41,7 +41,7 @@ def test_depthwise_uses_a2q_in_a2qplus_recipe_by_default():
 
 
 def test_per_layer_acc_bits_and_first_last_options():
-    recipe = Recipe(method="a2q+", acc_bits=12, layer_acc_bits={"fc.1": 18},
+    recipe = Recipe(method="a2q+", acc_bits=12, input_bits=8, layer_acc_bits={"fc.1": 18},
                     first_layer="unconstrained", last_layer="unconstrained", last_weight_bits=8)
     specs = {n: layer.a2qflow_spec for n, layer in weight_layers(build("tfc", recipe))}
     assert specs["fc.0"].method == "qat" and specs["fc.0"].acc_bits is None

@@ -87,7 +87,9 @@ def test_stream_packing_is_finns(at_p):
     odt = DataType[f"INT{P}"]
     y = np.random.default_rng(2).integers(odt.min(), odt.max() + 1, size=(4, 16))
     y[0, :2] = odt.min(), odt.max()
-    words = rtl_sim.pack_bits(y.reshape(-1, 8), P, 16)      # 8 x P bits in a 4-uint32 port word
+    from a2qflow.deploy.packing import pack, parse_dtype
+
+    words = rtl_sim._pad_bytes(pack(y.reshape(-1, 8), parse_dtype(odt.name)), 16)   # 8 x P bits in 4 uint32
     ref = rtlsim_output_to_npy([int.from_bytes(r.tobytes(), "little") for r in words], None, odt,
                                (4, 2, 8), 8 * P, P)
     assert (ref.reshape(4, 16) == y).all()

@@ -9,7 +9,7 @@ from a2qflow.models.ep_init import _pre_scaling, apply_ep_init
 from a2qflow.models.export import layer_records
 from a2qflow.models.nets import NETWORKS
 from a2qflow.models.recipes import Recipe, weight_layers
-from a2qflow.models.train import (TrainConfig, build_model, dataset_info, load_checkpoint, load_float_weights,
+from a2qflow.models.train import (CheckpointError, TrainConfig, build_model, dataset_info, load_checkpoint, load_float_weights,
                                   predict, train)
 
 
@@ -78,8 +78,32 @@ def test_checkpoint_round_trip_and_corrupt_file(digits, tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="bad.pt"):
         load_checkpoint(tmp_path / "bad.pt")
-    with pytest.raises(FileNotFoundError, match="nope.pt"):
+    with pytest.raises(CheckpointError, match="nope.pt does not exist"):
         load_checkpoint(tmp_path / "nope.pt")
+
+
+class _RunsCode:
+    """Unpickling this calls os.system: a checkpoint must never be able to do that."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_and_nothing_runs(tmp_path):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "a2qflow-checkpoint-1", "config": _RunsCode(marker), "dataset": {}, "metrics": {},
+                "state_dict": {}}, evil)
+    with pytest.raises(CheckpointError, match=r"evil\.pt refused: it holds objects other than tensors"):
+        load_checkpoint(evil)
+    assert not marker.exists()
+    torch.load(evil, weights_only=False)   # the file really runs code when unpickled unsafely
+    assert marker.exists()
 
 
 def test_model_dataset_mismatch_is_refused(digits):
