@@ -172,20 +172,15 @@ def resample_layouts() -> Transformation:
 # ---------------------------------------------------------------- steps
 
 
-def _finish(model: ModelWrapper, cfg) -> ModelWrapper:
-    """The end of FINN's step_streamline: TopK absorption, layouts, verification."""
-    from finn.builder.build_dataflow_config import VerificationStepType
-    from finn.builder.build_dataflow_steps import verify_step
+def _finish(model: ModelWrapper) -> ModelWrapper:
+    """The end of FINN's step_streamline: TopK absorption and layouts."""
     from finn.transformation.streamline.absorb import AbsorbScalarMulAddIntoTopK
     from qonnx.transformation.general import RemoveUnusedTensors
     from qonnx.transformation.infer_data_layouts import InferDataLayouts
 
     model = model.transform(AbsorbScalarMulAddIntoTopK())
     model = model.transform(InferDataLayouts())
-    model = model.transform(RemoveUnusedTensors())
-    if VerificationStepType.STREAMLINED_PYTHON in cfg._resolve_verification_steps():
-        verify_step(model, cfg, "streamlined_python", need_parent=False)
-    return model
+    return model.transform(RemoveUnusedTensors())
 
 
 def step_streamline_residual(model: ModelWrapper, cfg) -> ModelWrapper:
@@ -215,7 +210,7 @@ def step_streamline_residual(model: ModelWrapper, cfg) -> ModelWrapper:
     model = model.transform(branch_streamline())
     model = clip_thresholds_to_input_range(model)
     model = convert_resize_to_hw(model)
-    return _finish(model, cfg)
+    return _finish(model)
 
 
 def clip_thresholds_to_input_range(model: ModelWrapper) -> ModelWrapper:

@@ -168,9 +168,9 @@ def _package_info(pkg: Package, board: str | None) -> dict:
 
 def _accuracy(acc: Accelerator, pkg: Package, cfg: BenchConfig) -> dict:
     n = cfg.accuracy_samples
-    x = np.load(pkg.data_path("x"))[:n]
-    host = np.load(pkg.data_path("host_output"))[:n]
-    y = np.load(pkg.data_path("y"))[:n] if pkg.data_path("y") else None
+    x = np.load(pkg.data_path("x"), allow_pickle=False)[:n]
+    host = np.load(pkg.data_path("host_output"), allow_pickle=False)[:n]
+    y = np.load(pkg.data_path("y"), allow_pickle=False)[:n] if pkg.data_path("y") else None
     t0 = time.perf_counter()
     out = acc.predict(x, cfg.accuracy_batch).reshape(host.shape)
     wall = time.perf_counter() - t0
@@ -221,7 +221,7 @@ def _percentiles(seconds: list) -> dict:
 def _latency(acc: Accelerator, pkg: Package, cfg: BenchConfig) -> dict:
     """Batch-1 latency: end to end (check, pack, DMA, unpack: what an application sees) and
     on the DMA buffers alone; warm-up runs excluded."""
-    x = np.load(pkg.data_path("x"))
+    x = np.load(pkg.data_path("x"), allow_pickle=False)
     acc.set_batch(1)
     end_to_end, on_buffers = [], []
     for i in range(cfg.warmup + cfg.latency_runs):

@@ -1,0 +1,77 @@
+"""Accumulator sizing from FINN's DataType ranges (unsigned, narrow, bipolar, binary, ternary),
+checked against brute force: a width derived from a bit width alone would be wrong for
+unsigned weights and for bipolar inputs."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from qonnx.core.datatype import DataType
+from qonnx.custom_op.registry import getCustomOp
+
+from a2qflow.build_flows.sizing import SizeAccumulators
+from a2qflow.models import bounds
+from a2qflow.models.certificate import IntType
+
+from hw_graphs import mvau_graph
+
+TYPES = ["INT2", "UINT2", "INT4", "UINT4", "BIPOLAR", "BINARY", "TERNARY", "INT3", "UINT3"]
+
+
+@pytest.mark.parametrize("wdt, xdt", list(itertools.product(TYPES, TYPES)))
+def test_datatype_worst_case_matches_brute_force(wdt, xdt):
+    w, x = DataType[wdt], DataType[xdt]
+    k = 2   # every sum over every weight and input of the types (the bound scales with k)
+    w_vals = [v for v in range(int(w.min()), int(w.max()) + 1) if w.allowed(v)]
+    x_vals = [v for v in range(int(x.min()), int(x.max()) + 1) if x.allowed(v)]
+    sums = [sum(a * b for a, b in zip(ws, xs)) for ws in itertools.product(w_vals, repeat=k)
+            for xs in itertools.product(x_vals, repeat=k)]
+    assert bounds.datatype_dot_product_range(int(w.min()), int(w.max()), int(x.min()), int(x.max()), k) == \
+        (min(sums), max(sums))
+
+
+def test_narrow_weight_quantizer_range_comes_from_qonnx():
+    assert (IntType.from_quant(4, True, True).lo, IntType.from_quant(4, True, True).hi) == (-7, 7)
+    assert (IntType.from_quant(4, True, False).lo, IntType.from_quant(4, False, False).hi) == (-8, 15)
+    assert (IntType.from_datatype(DataType["BIPOLAR"]).lo, IntType.from_datatype(DataType["BIPOLAR"]).hi) == (-1, 1)
+
+
+def _size_runtime_weights(wdt: str, idt: str, mw: int = 64) -> tuple[str, int, int]:
+    """A one-node MVAU with runtime-writeable weights and no guarantee: the width it gets,
+    and the exact worst case over every weight of the type and every input."""
+    model = mvau_graph(acc_bits=32, mw=mw, mh=16, pe=2, simd=4, idt=idt, wdt=wdt)
+    inst = getCustomOp(model.graph.node[0])
+    inst.set_nodeattr("runtime_writeable_weights", 1)
+    sizer = SizeAccumulators(None, "guaranteed")
+    model = model.transform(sizer)
+    w, x = DataType[wdt], DataType[idt]
+    lo, hi = bounds.datatype_dot_product_range(int(w.min()), int(w.max()), int(x.min()), int(x.max()), mw)
+    return getCustomOp(model.graph.node[0]).get_nodeattr("accDataType"), lo, hi
+
+
+def test_unsigned_weights_get_an_accumulator_that_holds_their_worst_case():
+    """The issue's case: UINT2 weights, UINT4 inputs, 64 terms: up to 64*3*15 = 2880."""
+    acc, lo, hi = _size_runtime_weights("UINT2", "UINT4")
+    assert (lo, hi) == (0, 2880)
+    assert DataType[acc].max() >= 2880 and DataType[acc].min() <= 0
+    assert acc == "INT13"   # signed: 12 bits would hold only 2047
+
+
+@pytest.mark.parametrize("wdt, idt", [("INT4", "BIPOLAR"), ("UINT4", "INT4"), ("INT2", "UINT2"), ("TERNARY", "INT3")])
+def test_every_type_pair_is_sized_to_hold_its_worst_case(wdt, idt):
+    acc, lo, hi = _size_runtime_weights(wdt, idt)
+    dt = DataType[acc]
+    assert dt.min() <= lo and hi <= dt.max()
+    assert not (DataType[f"INT{dt.bitwidth() - 1}"].min() <= lo and hi <= DataType[f"INT{dt.bitwidth() - 1}"].max())
+
+
+def test_overflow_check_uses_the_input_types_range(tmp_path):
+    """BIPOLAR inputs reach -1: the overflow check's worst case must include them."""
+    from a2qflow.build_flows import overflow
+
+    model = mvau_graph(acc_bits=8, mw=16, mh=4, pe=2, simd=4, idt="BIPOLAR", wdt="INT4")
+    w = np.full((16, 4), -8.0, np.float32)   # every weight -8: with inputs -1 the sum is +128
+    model.set_initializer("weights", w)
+    result = overflow.check_node(model, model.graph.node[0], None)
+    assert result["worst_case_wraps"] == 4   # 128 does not fit INT8, on every channel
