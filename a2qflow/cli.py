@@ -108,7 +108,11 @@ def _table(rows: list[dict], title: str):
 def main(ctx: click.Context, debug: bool) -> None:
     """a2qflow: train with A2Q/A2Q+, export to QONNX with a certified accumulator width P,
     and build FINN dataflow accelerators sized to that P."""
+    from a2qflow.log import quiet_terminal
+
     ctx.obj = {"debug": debug}
+    if not debug:
+        quiet_terminal()
 
 
 # ------------------------------------------------------------------------------ train, export, certify

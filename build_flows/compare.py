@@ -215,7 +215,8 @@ def run_cell(cell: Cell, spec: GridSpec, root: str | Path) -> dict:
         result = run(PipelineConfig(
             train=_train_config(cell, spec, float_dir / "float.pt"), export_samples=100,
             build=BuildConfig(board=cell.board, flow="oss", sizing=cell.sizing, model_name=cell.model,
-                              lut_only=spec.lut_only, package=False, rtl_sim=spec.rtl_sim, parity_samples=16),
+                              lut_only=spec.lut_only, package=False, rtl_sim=spec.rtl_sim, parity_samples=16,
+                              progress=False),
             out=cell_dir / "build"), log=lambda line: None)
     finally:
         torch.set_num_threads(threads)
@@ -330,6 +331,17 @@ def headline(rows: list[dict]) -> dict:
             "lut_ratio": base["lut"] / best["lut"] if best["lut"] else None}
 
 
+PLOT_CAPTIONS = {
+    "lut_vs_p": "Left: total LUTs (Yosys) of every MVAU/VVAU and thresholding layer against the guaranteed "
+                "accumulator width P, one line per recipe; dashed lines: the qat network with INT32 "
+                "accumulators (black) and with FINN's value-based widths (green). Right: the same per layer "
+                "for one recipe and seed (markers and dashes tell coinciding layers apart).",
+    "accuracy_vs_p": "Test accuracy against P per recipe (mean over seeds, bars: standard deviation where "
+                     "there are two or more seeds); dashed: the INT32 qat network.",
+    "pareto": "Accuracy against LUTs for every cell; dotted: the Pareto front (no other cell has fewer "
+              "LUTs and at least the same accuracy).",
+}
+
 CSV_FIELDS = ("key", "model", "dataset", "board", "recipe", "acc_bits", "seed", "sizing", "status", "accuracy",
               "lut", "ff", "dsp", "tool", "error")
 
@@ -387,8 +399,9 @@ def summary_markdown(rows: list[dict], head: dict, plots: list[Path], results: l
         lines += ["No accumulator width in this grid stays within 1 point of the 32-bit model.", ""]
     lines += ["| recipe | P | sizing | seeds | accuracy | LUT | FF | DSP |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        spread = f" ± {r['accuracy_std']:.2f}" if r["seeds"] >= 2 else ""   # no spread from one seed
         lines.append(f"| {r['recipe']} | {r['acc_bits'] or '-'} | {r['sizing']} | {r['seeds']} | "
-                     f"{r['accuracy']:.2f} ± {r['accuracy_std']:.2f} | {r['lut']:.0f} | {r['ff']:.0f} | {r['dsp']:.0f} |")
+                     f"{r['accuracy']:.2f}{spread} | {r['lut']:.0f} | {r['ff']:.0f} | {r['dsp']:.0f} |")
     if partial:
         lines += ["", f"**{len(partial)} cell(s) not comparable** (not in the table): some dot-product layers "
                   "were built as HLS, which has no RTL to synthesize without Vitis HLS, so their LUT total "
@@ -397,5 +410,6 @@ def summary_markdown(rows: list[dict], head: dict, plots: list[Path], results: l
     if failed:
         lines += ["", f"**{len(failed)} cell(s) failed** (not in the table):", ""]
         lines += [f"- `{r['key']}`: {r['error']}" for r in failed]
-    lines += [""] + [f"![{p.stem}]({p.name})" for p in plots if p.suffix == ".png"]
+    for plot in (p for p in plots if p.suffix == ".png"):
+        lines += ["", f"![{plot.stem}]({plot.name})", "", PLOT_CAPTIONS.get(plot.stem, "")]
     return "\n".join(lines) + "\n"

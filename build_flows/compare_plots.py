@@ -7,8 +7,16 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 COLORS = {"qat": "tab:gray", "a2q": "tab:blue", "a2q+": "tab:orange"}
+# per-layer curves often coincide (equal layers): marker and dash tell them apart
+LAYER_STYLES = [(m, ls) for ls in ("-", "--", ":", "-.") for m in ("o", "s", "^", "v", "D", "x")]
+
+
+def _integer_p_axis(ax) -> None:
+    """P is a whole number of bits: ticks only at integers."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _save(fig, out: Path, name: str) -> list[Path]:
@@ -40,27 +48,34 @@ def lut_vs_p(results: list[dict], rows: list[dict], out: Path) -> list[Path]:
         total.plot([r["acc_bits"] for r in rs], [r["lut"] for r in rs], "o-", color=COLORS.get(recipe), label=recipe)
     _baselines(total, rows, "lut")
     total.set(xlabel="accumulator width P (bits)", ylabel="LUT (all layers)", title="Total LUT vs P")
+    _integer_p_axis(total)
     total.legend(fontsize=8)
     # per layer, one recipe (the last constrained one), first seed
     cells = sorted((c for c in results if c["acc_bits"]), key=lambda c: (c["recipe"], c["acc_bits"]))
     if cells:
         recipe, seed = cells[-1]["recipe"], min(c["seed"] for c in cells)
         chosen = [c for c in cells if c["recipe"] == recipe and c["seed"] == seed]
-        for name in [layer["node"] for layer in chosen[0]["layers"]]:
+        for i, name in enumerate(layer["node"] for layer in chosen[0]["layers"]):
             ys = [next(layer["lut"] for layer in c["layers"] if layer["node"] == name) for c in chosen]
-            per_layer.plot([c["acc_bits"] for c in chosen], ys, "o-", label=name)
+            marker, dash = LAYER_STYLES[i % len(LAYER_STYLES)]
+            per_layer.plot([c["acc_bits"] for c in chosen], ys, marker=marker, ls=dash, alpha=0.8, markersize=5,
+                           markerfacecolor="none", label=name)
         per_layer.set(xlabel="accumulator width P (bits)", ylabel="LUT", title=f"Per layer ({recipe}, seed {seed})")
-        per_layer.legend(fontsize=7)
+        _integer_p_axis(per_layer)
+        per_layer.legend(fontsize=7, ncol=2)
     return _save(fig, out, "lut_vs_p")
 
 
 def accuracy_vs_p(rows: list[dict], out: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for recipe, rs in _by_recipe(rows).items():
-        ax.errorbar([r["acc_bits"] for r in rs], [r["accuracy"] for r in rs], yerr=[r["accuracy_std"] for r in rs],
+        several = any(r["seeds"] >= 2 for r in rs)   # error bars only where there is a spread to show
+        ax.errorbar([r["acc_bits"] for r in rs], [r["accuracy"] for r in rs],
+                    yerr=[r["accuracy_std"] for r in rs] if several else None,
                     fmt="o-", color=COLORS.get(recipe), capsize=3, label=recipe)
     _baselines(ax, [r for r in rows if r["sizing"] == "int32"], "accuracy")
     ax.set(xlabel="accumulator width P (bits)", ylabel="test accuracy (%)", title="Accuracy vs P")
+    _integer_p_axis(ax)
     ax.legend(fontsize=8)
     return _save(fig, out, "accuracy_vs_p")
 

@@ -33,6 +33,7 @@ class BuildConfig:
     lut_only: bool = False               # oss flow: synthesize without DSP inference
     package: bool = True                 # write <run>/package (the deployment package)
     rtl_sim: bool = True                 # oss/bitstream flows: Verilator-check every synthesized layer
+    progress: bool = True                # progress bars for synthesis and simulation (off for sweep cells)
 
     def validate(self) -> "BuildConfig":
         """Refuse settings that cannot work, before anything is written."""

@@ -23,3 +23,4 @@ class A2qflowDataflowConfig(DataflowBuildConfig):
     a2qflow_synth_family: str = "xc7"
     a2qflow_lut_only: bool = False
     a2qflow_rtl_sim_vectors: int = 256       # random vectors per layer in RTL simulation
+    a2qflow_progress: bool = True            # progress bars for the long steps (off in sweep cells)

@@ -109,7 +109,7 @@ def dataflow_config(board: Board, folder: rf.RunFolder, flow: str, steps: list, 
         a2qflow_runtime_weights=config.runtime_weights, a2qflow_overflow_samples=config.overflow_samples,
         a2qflow_streamline=streamline, a2qflow_folding_user_given=config.folding is not None,
         a2qflow_fallback_fps=config.target_fps or DEFAULT_TARGET_FPS, a2qflow_synth_family=board.family,
-        a2qflow_lut_only=config.lut_only)
+        a2qflow_lut_only=config.lut_only, a2qflow_progress=config.progress)
 
 
 @dataclass

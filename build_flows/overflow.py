@@ -21,7 +21,7 @@ from qonnx.custom_op.registry import getCustomOp
 from a2qflow.errors import A2qflowError
 from a2qflow.models import bounds
 
-from .sizing import dot_product_nodes, node_weight_rows
+from .sizing import dot_product_nodes, is_popcount_node, node_weight_rows
 
 
 class AccumulatorOverflow(A2qflowError, ArithmeticError):
@@ -55,8 +55,14 @@ def check_node(model: ModelWrapper, node, data_sums: np.ndarray | None) -> dict:
     p = acc.bitwidth()
     idt = inst.get_input_datatype(0)
     rows = np.rint(node_weight_rows(model, node)).astype(np.int64)
-    x_max, x_min = bounds.worst_case_inputs(rows, int(idt.min()), int(idt.max()))
-    extremes = np.stack([(rows * x_max).sum(1), (rows * x_min).sum(1)], axis=1)  # (channels, 2)
+    if is_popcount_node(inst):
+        # the count of inputs equal to their weight: the weights themselves give K, their
+        # complement 0 (BINARY 0/1 or BIPOLAR -1/+1)
+        complement = (1 - rows) if idt.min() == 0 else -rows
+        extremes = np.stack([(rows == rows).sum(1), (complement == rows).sum(1)], axis=1)
+    else:
+        x_max, x_min = bounds.worst_case_inputs(rows, int(idt.min()), int(idt.max()))
+        extremes = np.stack([(rows * x_max).sum(1), (rows * x_min).sum(1)], axis=1)  # (channels, 2)
     result = {"node": node.name, "acc": acc.name, "acc_bits": p, "signed_acc": acc.signed(),
               "worst_case_channels": int(rows.shape[0]),
               "worst_case_wraps": int((~_fits(extremes, p)).any(1).sum()) if acc.signed() else None,

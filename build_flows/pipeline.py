@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from a2qflow.log import run_log
+from a2qflow.models.certificate import LAYERS_KEY
+
 from .config import BuildConfig, ConfigError
 from .reference import Reference
 from .run_folder import RunFolder
@@ -109,8 +112,9 @@ def run(cfg: PipelineConfig, log: Callable[[str], None] = print) -> Run:
     folder.begin(fresh=cfg.build.from_step is None, keep=inputs, dataset=cfg.dataset,
                  data_dir=str(cfg.data_dir) if cfg.data_dir else None)
     try:
-        onnx, ref = _model_and_reference(cfg, folder, log, reference, load_graph)
-        record = build(onnx, folder, ref, cfg.build)
+        with run_log(folder.root):
+            onnx, ref = _model_and_reference(cfg, folder, log, reference, load_graph)
+            record = build(onnx, folder, ref, cfg.build)
     except KeyboardInterrupt as err:
         folder.update(status="interrupted", error=f"interrupted ({err or 'Ctrl-C'})")
         raise
@@ -147,7 +151,14 @@ def _model_and_reference(cfg: PipelineConfig, folder: RunFolder, log, reference,
         onnx, _, _ = export_checkpoint(checkpoint, folder.export / "model.onnx", cfg.export_samples)
         return onnx, reference.from_checkpoint(checkpoint, samples)
     graph = load_graph(cfg.onnx)
+    onnx = Path(cfg.onnx)
+    if graph.get_metadata_prop(LAYERS_KEY) is None:   # any exporter's graph: cleaned first, and built as cleaned
+        from a2qflow.models.graph import cleaned
+
+        graph = cleaned(graph)
+        graph.save(str(folder.model))
+        onnx = folder.model
     ref = reference.from_graph(graph, samples, cfg.dataset, cfg.data_dir)
-    folder.update(stage="build", dataset=ref.dataset)
-    return Path(cfg.onnx), ref
+    folder.update(stage="build", dataset=ref.dataset, data_dir=str(cfg.data_dir) if cfg.data_dir else None)
+    return onnx, ref
 

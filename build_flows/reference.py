@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
 
 from a2qflow.errors import A2qflowError
 from a2qflow.models import parity
-from a2qflow.models.certificate import VALUE_PRESERVING_OPS, quant_type
+from a2qflow.models.certificate import VALUE_PRESERVING_OPS, IntType, quant_type
 from a2qflow.models.graph import metadata
 
 REFERENCE_FILE = "reference.json"
@@ -94,6 +95,9 @@ def from_graph(graph: ModelWrapper, samples: int, dataset: str | None = None,
                                  f"{tuple(shape[1:])}")
         x = ds.x_test[:samples].numpy().astype(np.float32)
         labels, task = ds.y_test[:samples].numpy(), ds.task
+        outputs = graph.get_tensor_shape(graph.graph.output[0].name)
+        if ds.task == "classification" and outputs and outputs[-1] != ds.num_classes:
+            raise ReferenceError(f"dataset {name} has {ds.num_classes} classes; the graph has {outputs[-1]} outputs")
         what = "QONNX graph (parity with the trained model proven at export)" if info else "QONNX graph"
         source = f"{what} on the {name} test split"
     else:
@@ -106,31 +110,69 @@ def from_graph(graph: ModelWrapper, samples: int, dataset: str | None = None,
 
 
 def grid_inputs(graph: ModelWrapper, samples: int, shape: tuple, seed: int = 0) -> tuple[np.ndarray, str]:
-    """Inputs whose every value is a code of the graph's input quantizer times its scale,
-    spread over its whole range with the first two samples at its minimum and maximum."""
+    """Inputs that reach the graph's input quantizer exactly on its grid (its integer codes
+    times its scale), over its whole range: the first sample at its minimum code, the second at
+    its maximum, the rest uniform. Elementwise preprocessing between the graph input and the
+    quantizer (brevitas' bnn_pynq nets compute 2x - 1) is inverted, so such inputs lie as far
+    from a rounding tie as inputs can."""
     rng = np.random.default_rng(seed)
     quant = _input_quantizer(graph)
     if quant is None:
-        return rng.random((samples, *shape[1:]), dtype=np.float32), "uniform [0, 1) inputs (no input quantizer found)"
-    scale = float(graph.get_initializer(quant.input[1]))
-    itype = quant_type(graph, quant, "input quantizer")
-    codes = rng.integers(itype.lo, itype.hi + 1, size=(samples, *shape[1:]))
-    codes[:1] = itype.lo
-    codes[1:2] = itype.hi
-    return (codes * scale).astype(np.float32), f"inputs on the input quantizer's grid ({itype.name} codes x {scale:.4g})"
+        return (rng.random((samples, *shape[1:]), dtype=np.float32),
+                "uniform [0, 1) inputs (no input quantizer found to put them on its grid)")
+    if quant.op_type == "BipolarQuant":
+        itype, scale = IntType.from_datatype(DataType["BIPOLAR"]), _scale(graph, quant)
+        values = rng.choice(np.array([-1, 1]), size=(samples, *shape[1:]))
+    else:
+        itype, scale = quant_type(graph, quant, "input quantizer"), _scale(graph, quant)
+        values = rng.integers(itype.lo, itype.hi + 1, size=(samples, *shape[1:]))
+    values[:1], values[1:2] = itype.lo, itype.hi
+    a, b = _affine_to(graph, quant.input[0], shape)
+    x = ((values * scale - b) / a).astype(np.float32)
+    return x, f"inputs on the input quantizer's grid ({itype.name} codes, scale {float(np.max(scale)):.4g})"
+
+
+# ops between the graph input and its quantizer that grid_inputs can invert (elementwise affine)
+AFFINE_OPS = ("Mul", "Add", "Sub", "Div")
 
 
 def _input_quantizer(graph: ModelWrapper):
-    """The first quantizer the graph input reaches through value-preserving ops."""
+    """The first quantizer the graph input reaches through value-preserving and elementwise
+    affine ops (with constant operands), or None."""
     tensor = graph.graph.input[0].name
     while True:
         consumers = graph.find_consumers(tensor)
         if len(consumers) != 1:
             return None
         node = consumers[0]
-        if node.op_type == "Quant":
-            scale = graph.get_initializer(node.input[1])
-            return node if scale is not None and scale.size == 1 else None
-        if node.op_type not in VALUE_PRESERVING_OPS:
+        if node.op_type in ("Quant", "BipolarQuant"):
+            return node
+        constant_operands = all(graph.get_initializer(i) is not None for i in node.input if i != tensor)
+        if node.op_type not in VALUE_PRESERVING_OPS + AFFINE_OPS or not constant_operands:
             return None
         tensor = node.output[0]
+
+
+def _scale(graph: ModelWrapper, quant) -> np.ndarray:
+    if quant.op_type == "BipolarQuant":
+        return np.asarray(graph.get_initializer(quant.input[1]), dtype=np.float64)
+    return np.asarray(graph.get_initializer(quant.input[1]), dtype=np.float64)
+
+
+def _affine_to(graph: ModelWrapper, tensor: str, shape: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """Per element, the slope and offset of the graph's map from its input to `tensor`
+    (read off executions at x = 0 and x = 1, checked at x = 0.5)."""
+    from qonnx.core.onnx_exec import execute_onnx
+
+    iname = graph.graph.input[0].name
+
+    def at(value: float) -> np.ndarray:
+        ctx = execute_onnx(graph, {iname: np.full((1, *shape[1:]), value, np.float32)}, return_full_exec_context=True)
+        return np.asarray(ctx[tensor], dtype=np.float64).reshape((1, *shape[1:]))
+
+    b, one, half = at(0.0), at(1.0), at(0.5)
+    a = one - b
+    if np.any(a == 0) or not np.allclose(half, b + a / 2, atol=1e-6):
+        raise ReferenceError("the graph's preprocessing before its input quantizer is not an invertible "
+                             "elementwise affine map; give --dataset for its parity inputs")
+    return a, b

@@ -456,27 +456,45 @@ def worst_case_vectors(model, node_name: str) -> np.ndarray:
 
 
 def verify_rtl(model, layers: list[RtlLayer], n_random: int = 256, seed: int = 0,
-               report_file: str | Path | None = None) -> list[dict]:
+               report_file: str | Path | None = None, progress: bool = False) -> list[dict]:
     """The build-flow step: for every simulatable layer, random inputs (with stream stalls)
     and worst-case inputs through the RTL, compared with FINN's python execution of the
     node in `model` (the graph prepare_rtl generated the layers from). Writes the reports
-    as JSON to report_file (default: rtl_sim.json beside the layer folders)."""
+    as JSON to report_file (default: rtl_sim.json beside the layer folders). `progress`
+    shows a bar per compiled and simulated layer (the compile takes most of the time)."""
+    from contextlib import nullcontext
+
     reports = []
-    for i, layer in enumerate(layers):
-        try:
-            _check_supported(layer)
-        except NotImplementedError as e:
-            reports.append({"layer": layer.name, "op_type": layer.op_type, "skipped": str(e)})
-            log.warning("RTL simulation skips %s", e)
-            continue
-        sets = {"random": (random_inputs(layer, n_random, seed + i), seed + i + 1),
-                "worst_case": (worst_case_vectors(model, layer.name), 0)}
-        for name, (x, stall) in sets.items():
-            rep = check_layer(model, layer.name, layer, x, layer.dir / SIM_DIR / name, stall_seed=stall)
-            reports.append({"inputs": name, **rep})
-            log.info("%s %s: %d/%d mismatches, %.2g cycles/s", layer.name, name, rep["mismatches"],
-                     rep["elements"], rep["cycles_per_s"])
+    bar = _progress_bar(len(layers)) if progress else nullcontext()
+    with bar as shown:
+        task = shown.add_task("verilator: FINN RTL vs python", total=len(layers), last="") if shown else None
+        for i, layer in enumerate(layers):
+            try:
+                _check_supported(layer)
+            except NotImplementedError as e:
+                reports.append({"layer": layer.name, "op_type": layer.op_type, "skipped": str(e)})
+                log.warning("RTL simulation skips %s", e)
+                if shown:
+                    shown.update(task, advance=1, last=f"{layer.name}: skipped")
+                continue
+            sets = {"random": (random_inputs(layer, n_random, seed + i), seed + i + 1),
+                    "worst_case": (worst_case_vectors(model, layer.name), 0)}
+            for name, (x, stall) in sets.items():
+                rep = check_layer(model, layer.name, layer, x, layer.dir / SIM_DIR / name, stall_seed=stall)
+                reports.append({"inputs": name, **rep})
+                log.info("%s %s: %d/%d mismatches, %.2g cycles/s", layer.name, name, rep["mismatches"],
+                         rep["elements"], rep["cycles_per_s"])
+            if shown:
+                shown.update(task, advance=1, last=f"{layer.name}: {sum(r.get('mismatches', 0) for r in reports[-2:])} "
+                                                   "mismatches")
     if layers:
         path = Path(report_file or layers[0].dir.parent / "rtl_sim.json")
         path.write_text(json.dumps(reports, indent=1))
     return reports
+
+
+def _progress_bar(total: int):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TextColumn("{task.fields[last]}"))

@@ -32,6 +32,15 @@ def is_dot_product_node(node) -> bool:
     return node.op_type.split("_")[0] in HW_DOT_PRODUCT_OPS
 
 
+def is_popcount_node(inst) -> bool:
+    """A binary layer whose accumulator counts the inputs equal to their weight: FINN's
+    binaryXnorMode MVAU (BINARY weights and inputs), and BIPOLAR x BIPOLAR, which FINN and
+    finn-hlslib (XnorMul) compute as the same popcount."""
+    xnor = "binaryXnorMode" in inst.get_nodeattr_types() and inst.get_nodeattr("binaryXnorMode")
+    bipolar = DataType["BIPOLAR"]
+    return bool(xnor) or (inst.get_input_datatype(0) == bipolar and inst.get_input_datatype(1) == bipolar)
+
+
 def dot_product_nodes(model: ModelWrapper) -> list:
     return [n for n in model.graph.node if is_dot_product_node(n)]
 
@@ -134,7 +143,8 @@ class SizeAccumulators(Transformation):
         xtype = IntType.from_datatype(inst.get_input_datatype(0))
         wtype = IntType.from_datatype(inst.get_input_datatype(1))
         cert = certificate.certify_layer(rec["name"] if rec else node.name, rec["method"] if rec else "qat",
-                                         rec["acc_bits"] if rec else None, rows, xtype, wtype)
+                                         rec["acc_bits"] if rec else None, rows, xtype, wtype,
+                                         popcount=is_popcount_node(inst))
         certificate.check([cert])
         finn_acc = inst.get_nodeattr("accDataType")
         runtime_weights = bool(inst.get_nodeattr("runtime_writeable_weights"))

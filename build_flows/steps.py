@@ -254,7 +254,7 @@ def step_a2qflow_oss_synthesis(model: ModelWrapper, cfg) -> ModelWrapper:
     folder = _folder(cfg)
     layers = prepare_rtl(model, cfg.fpga_part, cfg.synth_clk_period_ns, folder.rtl)
     results = synthesize(layers, cfg.a2qflow_synth_family, folder.synth, lut_only=cfg.a2qflow_lut_only,
-                         progress=len(layers) > 1)
+                         progress=cfg.a2qflow_progress and len(layers) > 1)
     folder.write_report(rf.SYNTH, {"family": cfg.a2qflow_synth_family, "lut_only": cfg.a2qflow_lut_only,
                                    "tool": results[0].version if results else None,
                                    "layers": [r.to_dict() for r in results],
@@ -277,7 +277,7 @@ def step_a2qflow_rtl_simulation(model: ModelWrapper, cfg) -> ModelWrapper:
         folder.write_report(rf.RTL_SIM, {"skipped": f"Verilator needs {', '.join(missing)} (Debian: perl make g++)"})
         return model
     reports = _timed(cfg, verify_rtl, model, load_layers(folder.rtl), cfg.a2qflow_rtl_sim_vectors, 0,
-                     folder.report(rf.RTL_SIM))
+                     folder.report(rf.RTL_SIM), cfg.a2qflow_progress)
     bad = [r for r in reports if "skipped" not in r and not r["passed"]]
     if bad:
         raise RtlMismatch("RTL simulation differs from python execution: " + "; ".join(

@@ -21,6 +21,7 @@ dataset, seed) trains the float model the others start from, so those wait for i
 from __future__ import annotations
 
 import itertools
+import logging
 from dataclasses import fields
 from pathlib import Path
 
@@ -156,7 +157,9 @@ def local_client(workers: int | None = None):
     from distributed import Client, LocalCluster
 
     n = workers or max(1, (os.cpu_count() or 1))
-    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+    # silence_logs: a worker's "killing" notices at shutdown are the normal end of a sweep, not news
+    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                           silence_logs=logging.ERROR)
     return Client(cluster)
 
 

@@ -311,6 +311,39 @@ def _pct(value) -> str:
     return "-" if value is None else f"{100 * value:.2f}%"
 
 
+def terminal(r: dict) -> str:
+    """The report for a terminal (at most 100 columns); bench.md holds every field."""
+    sim = " (simulated)" if r.get("simulated") else ""
+    lines = [f"benchmark {r.get('package_board', '?')}{' - SIMULATED BOARD' if r.get('simulated') else ''}: "
+             f"status {r['status']}, driver {r.get('driver', '-')}"]
+    if r["status"] != "complete":
+        lines.append(f"INCOMPLETE: {r.get('error', '')}"[:100])
+    a = r.get("accuracy")
+    if a:
+        lines.append(f"accuracy {_pct(a.get('accuracy'))} on {a['samples']} samples (host model "
+                     f"{_pct(a.get('host_accuracy'))}), {a['host_mismatches']} predictions differ from the host model")
+    if r.get("throughput"):
+        lines.append(f"{'batch':>6} {'images/s' + sim:>22} {'runtime ms':>12} {'pack ms':>9} {'unpack ms':>10}")
+        for row in r["throughput"]:
+            lines.append(f"{row['batch_size']:>6} {_fmt(row['throughput[images/s]']):>22} "
+                         f"{_fmt(row['runtime[ms]']):>12} {_fmt(row.get('pack_input[ms]')):>9} "
+                         f"{_fmt(row.get('unpack_output[ms]')):>10}")
+    lat = r.get("latency_batch1")
+    if lat:
+        p = lat["end_to_end"]
+        lines.append(f"batch-1 latency{sim}: p50 {_fmt(p['p50_ms'])} ms, p90 {_fmt(p['p90_ms'])} ms, "
+                     f"p99 {_fmt(p['p99_ms'])} ms ({lat['runs']} runs)")
+    est = r.get("finn_estimate")
+    if est:
+        lines.append(f"FINN's estimate for the board: {_fmt(est.get('estimated_throughput_fps'))} images/s, "
+                     f"{_fmt((est.get('estimated_latency_ns') or 0) / 1000)} µs at {_fmt(est.get('clk_mhz'))} MHz")
+    pw = r.get("power")
+    if pw:
+        lines.append(f"power: idle {pw['idle_W']:.2f} W, busy {pw['busy_W']:.2f} W" if pw.get("available")
+                     else f"power: unavailable ({pw['reason']})")
+    return "\n".join(lines)
+
+
 def summary_line(r: dict) -> str:
     """One line of headline figures."""
     a, t = r.get("accuracy") or {}, r.get("throughput") or []

@@ -93,12 +93,13 @@ def main(argv: list | None = None) -> int:
             print(f"package {root} ok: {len(pkg.manifest['files'])} files verified, built for {pkg.board}"
                   f"{'' if pkg.manifest.get('bitfile') else ' (sim-only: no bitfile)'}")
             return 0
-        from .bench import markdown, run_benchmark, summary_line
+        from .bench import run_benchmark, summary_line, terminal
 
         report = run_benchmark(root, sim=args.sim, board=args.board, driver=args.driver, cfg=_config(args),
                                out_dir=args.out, log=lambda line: print(line, file=sys.stderr, flush=True))
-        print(markdown(report))
+        print(terminal(report))
         print(summary_line(report))
+        print(f"full report: {args.out or root / 'reports'}/bench.md")
         return 0
     except KeyboardInterrupt:
         print("interrupted: the report says status 'interrupted'", file=sys.stderr)

@@ -106,6 +106,14 @@ def dot_product_range(q: np.ndarray, x_lo: int, x_hi: int) -> tuple[np.ndarray, 
     return np.minimum(a, b).sum(axis=1), np.maximum(a, b).sum(axis=1)
 
 
+def popcount_range(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel min and max of an XNOR-popcount layer's accumulator (the number of inputs
+    equal to their weight): 0 (every input the complement of its weight) to K (every input
+    equal to it), for any weights."""
+    rows = _rows(q)
+    return np.zeros(rows.shape[0], dtype=np.int64), np.full(rows.shape[0], rows.shape[1], dtype=np.int64)
+
+
 def signed_bits_for_range(lo: int, hi: int) -> int:
     """Smallest P such that [lo, hi] fits a signed P-bit accumulator."""
     need = max(hi, -lo - 1, 0)

@@ -262,11 +262,13 @@ def check_claim(claim: dict, facts: LayerFacts) -> None:
 
 
 def certify_layer(name: str, method: str, acc_bits: int | None, q: np.ndarray, xtype: IntType,
-                  wtype: IntType) -> LayerCert:
+                  wtype: IntType, popcount: bool = False) -> LayerCert:
     """Check every output channel of integer weights q (channels, ...) against the method's
-    bound at P for inputs of type xtype; weights of type wtype give the datatype worst case."""
+    bound at P for inputs of type xtype; weights of type wtype give the datatype worst case.
+    `popcount`: a binary (XNOR) layer, whose accumulator counts matching bits (FINN's
+    binaryXnorMode, finn-hlslib XnorMul): 0..K on every channel, whatever the weights."""
     n, signed = bounds.enclosing_input_type(xtype.lo, xtype.hi)
-    lo, hi = bounds.dot_product_range(q, xtype.lo, xtype.hi)
+    lo, hi = bounds.popcount_range(q) if popcount else bounds.dot_product_range(q, xtype.lo, xtype.hi)
     l1 = bounds.l1_norm(q)
     constrained = method in bounds.CONSTRAINED_METHODS
     budget = bounds.l1_budget(method, acc_bits, n, signed) if constrained else None
@@ -290,7 +292,8 @@ def certify_layer(name: str, method: str, acc_bits: int | None, q: np.ndarray, x
         min_safe_acc_bits=max(c.min_safe_acc_bits for c in channels) if constrained else None,
         value_bits=bounds.signed_bits_for_range(int(lo.min()), int(hi.max())),
         datatype_bits=bounds.signed_bits_for_range(
-            *bounds.datatype_dot_product_range(wtype.lo, wtype.hi, xtype.lo, xtype.hi, fan_in)),
+            *((0, fan_in) if popcount else bounds.datatype_dot_product_range(wtype.lo, wtype.hi, xtype.lo, xtype.hi,
+                                                                             fan_in))),
         passed=not failing, failing_channels=failing, per_channel=channels)
 
 

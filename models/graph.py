@@ -29,8 +29,9 @@ def load_graph(path: str | Path) -> ModelWrapper:
         raise GraphError(f"{path} is not a readable ONNX model: {type(err).__name__}: {err}") from err
     if len(model.graph.node) == 0:
         raise GraphError(f"{path}: the graph has no nodes")
-    if len(model.graph.input) != 1 or len(model.graph.output) != 1:
-        raise GraphError(f"{path}: the graph has {len(model.graph.input)} inputs and {len(model.graph.output)} "
+    inputs = [i for i in model.graph.input if model.get_initializer(i.name) is None]   # TorchScript lists weights too
+    if len(inputs) != 1 or len(model.graph.output) != 1:
+        raise GraphError(f"{path}: the graph has {len(inputs)} inputs and {len(model.graph.output)} "
                          "outputs; a2qflow builds single-input, single-output networks")
     return model
 
@@ -44,3 +45,19 @@ def metadata(model: ModelWrapper, key: str, default=None):
         return json.loads(raw)
     except ValueError as err:
         raise GraphError(f"graph metadata 'a2qflow.{key}' is not JSON: {err}") from err
+
+
+def cleaned(model: ModelWrapper) -> ModelWrapper:
+    """A graph from any exporter made executable the way FINN's first step makes it
+    (qonnx's cleanup_model: shapes inferred, constants folded, parameter inputs removed,
+    unique names), plus datatype inference. For graphs without a2qflow metadata: a2qflow's
+    own exports are already clean, and renaming their tensors would break the layer records
+    their metadata names."""
+    from qonnx.transformation.infer_datatypes import InferDataTypes
+    from qonnx.transformation.infer_shapes import InferShapes
+    from qonnx.util.cleanup import cleanup_model
+
+    try:
+        return cleanup_model(model).transform(InferShapes()).transform(InferDataTypes())
+    except Exception as err:  # qonnx raises assorted errors on graphs it cannot handle
+        raise GraphError(f"qonnx cannot clean up the graph ({type(err).__name__}: {err}); is it a QONNX model?") from err

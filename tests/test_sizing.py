@@ -75,3 +75,32 @@ def test_overflow_check_uses_the_input_types_range(tmp_path):
     model.set_initializer("weights", w)
     result = overflow.check_node(model, model.graph.node[0], None)
     assert result["worst_case_wraps"] == 4   # 128 does not fit INT8, on every channel
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5])
+def test_xnor_popcount_range_matches_every_input_exhaustively(k):
+    """A binary (XNOR) layer counts inputs equal to their weight: 0..K for every weight
+    vector, which the sizing and the overflow check use instead of a signed dot product."""
+    for w in itertools.product((0, 1), repeat=k):
+        counts = [sum(int(a == b) for a, b in zip(x, w)) for x in itertools.product((0, 1), repeat=k)]
+        lo, hi = bounds.popcount_range(np.array([w]))
+        assert (int(lo[0]), int(hi[0])) == (min(counts), max(counts)) == (0, k)
+
+
+@pytest.mark.parametrize("xdt, wdt, xnor", [("BINARY", "BINARY", 1), ("BIPOLAR", "BIPOLAR", 0)])
+def test_binary_layers_are_sized_and_checked_as_popcounts(xdt, wdt, xnor):
+    from a2qflow.build_flows import overflow
+
+    k = 64
+    model = mvau_graph(acc_bits=32, mw=k, mh=8, pe=2, simd=4, idt=xdt, wdt=wdt)
+    node = model.graph.node[0]
+    inst = getCustomOp(node)
+    inst.set_nodeattr("binaryXnorMode", xnor)
+    rng = np.random.default_rng(0)
+    w = rng.integers(0, 2, size=(k, 8)) if wdt == "BINARY" else rng.choice([-1, 1], size=(k, 8))
+    model.set_initializer("weights", w.astype(np.float32))
+    model = model.transform(SizeAccumulators(None, "value"))
+    acc = DataType[getCustomOp(model.graph.node[0]).get_nodeattr("accDataType")]
+    assert acc.max() >= k and acc.min() <= 0 and acc.bitwidth() == 8    # 0..64: INT8, FINN's formula gives INT7
+    result = overflow.check_node(model, model.graph.node[0], None)
+    assert result["worst_case_wraps"] == 0 and result["worst_case_wraps_at_p_minus_1"] == 8   # 64 needs all 8 bits
