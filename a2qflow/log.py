@@ -13,13 +13,16 @@ from typing import Iterator
 LOG_FILE = "a2qflow.log"
 _held = logging.handlers.MemoryHandler(capacity=1000, flushLevel=logging.CRITICAL + 1)
 _FORMAT = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+# loggers whose notices belong in the run log (FINN logs as "finn_logger"; its builder adds its
+# own console handler for the step lines, which stay on the terminal)
+THIRD_PARTY = ("py.warnings", "finn", "finn_logger", "qonnx", "distributed", "brevitas")
 
 
 def quiet_terminal() -> None:
     """Third-party warnings (brevitas' optional-kernel notice, FINN's and Dask's notices) are
     held for the run log instead of printed; a2qflow's errors still reach the terminal."""
     logging.captureWarnings(True)
-    for name in ("py.warnings", "finn", "qonnx", "distributed", "brevitas"):
+    for name in THIRD_PARTY:
         logger = logging.getLogger(name)
         logger.propagate = False
         if _held not in logger.handlers:
@@ -34,8 +37,7 @@ def run_log(folder: Path) -> Iterator[Path]:
     handler.setFormatter(_FORMAT)
     _held.setTarget(handler)
     _held.flush()
-    loggers = [logging.getLogger(name) for name in ("a2qflow", "py.warnings", "finn", "qonnx", "distributed",
-                                                    "brevitas")]
+    loggers = [logging.getLogger(name) for name in ("a2qflow", *THIRD_PARTY)]
     for logger in loggers:
         logger.addHandler(handler)
     try:

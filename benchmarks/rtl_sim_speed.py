@@ -46,7 +46,7 @@ def main() -> None:
 
     if not args.keep_runtime:
         import shutil
-        shutil.rmtree(rtl_sim._runtime_cache(), ignore_errors=True)
+        shutil.rmtree(rtl_sim.runtime_cache(), ignore_errors=True)
     build = rtl_sim.compile_layer(layer, force=True)
     print(f"MVAU_rtl 64x64 PE4 SIMD8 UINT4xINT4 ACCU_WIDTH={p}: compile {build.compile_seconds:.1f} s "
           f"({'warm' if args.keep_runtime else 'cold'} Verilator runtime objects)", flush=True)

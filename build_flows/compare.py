@@ -215,8 +215,8 @@ def run_cell(cell: Cell, spec: GridSpec, root: str | Path) -> dict:
         result = run(PipelineConfig(
             train=_train_config(cell, spec, float_dir / "float.pt"), export_samples=100,
             build=BuildConfig(board=cell.board, flow="oss", sizing=cell.sizing, model_name=cell.model,
-                              lut_only=spec.lut_only, package=False, rtl_sim=spec.rtl_sim, parity_samples=16,
-                              progress=False),
+                              lut_only=spec.lut_only, package=False, rtl_sim=spec.rtl_sim,
+                              accelerator_sim=spec.rtl_sim, parity_samples=16, progress=False, jobs=1),
             out=cell_dir / "build"), log=lambda line: None)
     finally:
         torch.set_num_threads(threads)

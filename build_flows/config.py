@@ -34,6 +34,10 @@ class BuildConfig:
     package: bool = True                 # write <run>/package (the deployment package)
     rtl_sim: bool = True                 # oss/bitstream flows: Verilator-check every synthesized layer
     progress: bool = True                # progress bars for synthesis and simulation (off for sweep cells)
+    integer_io: bool = True              # the accelerator takes the dataset's integer codes, outputs integers
+    accelerator_sim: bool = True         # oss/bitstream flows: stitch the whole design and simulate it
+    test_samples: int = 500              # test set: package, whole-design simulation, benchmark accuracy
+    jobs: int = 0                        # Yosys runs and Verilator compiles at once (0: one per core)
 
     def validate(self) -> "BuildConfig":
         """Refuse settings that cannot work, before anything is written."""
@@ -43,7 +47,7 @@ class BuildConfig:
         for name, value, valid in (("flow", self.flow, FLOWS), ("sizing", self.sizing, SIZING_MODES)):
             if value not in valid:
                 raise ConfigError(f"{name} {value!r}; valid: {', '.join(valid)}")
-        for name in ("parity_samples", "overflow_samples"):
+        for name in ("parity_samples", "overflow_samples", "test_samples"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if self.target_fps is not None and (not isinstance(self.target_fps, int) or self.target_fps < 1):

@@ -24,3 +24,7 @@ class A2qflowDataflowConfig(DataflowBuildConfig):
     a2qflow_lut_only: bool = False
     a2qflow_rtl_sim_vectors: int = 256       # random vectors per layer in RTL simulation
     a2qflow_progress: bool = True            # progress bars for the long steps (off in sweep cells)
+    a2qflow_parity_samples: int = 32         # reference samples each parity check runs
+    a2qflow_integer_io: bool = True          # integer codes in, integer accumulators out (build_flows.boundary)
+    a2qflow_test_samples: int = 500          # test samples streamed through the whole simulated accelerator
+    a2qflow_jobs: int = 1                    # Yosys runs and Verilator compiles at once

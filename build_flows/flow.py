@@ -10,6 +10,7 @@ start_step: it reloads that step's predecessor from finn/intermediate_models).
 """
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import sys
@@ -61,12 +62,13 @@ def resolve_flow(flow: str, package: bool = True) -> tuple[str, list[str]]:
     return flow, skipped
 
 
-def step_list(flow: str, runtime_weights: bool = False, rtl_sim: bool = True) -> list:
+def step_list(flow: str, runtime_weights: bool = False, rtl_sim: bool = True, accelerator_sim: bool = True) -> list:
     """FINN's default step sequence with a2qflow's steps inserted: FINN's steps by name,
     a2qflow's (and FINN's steps followed by a parity check) as functions of (model, cfg)."""
     from . import steps as s
 
-    out = [s.step_qonnx_to_finn, s.step_tidy_up, s.step_streamline, s.step_convert_to_hw,
+    out = [s.step_qonnx_to_finn, s.step_a2qflow_integer_input, s.step_tidy_up, s.step_streamline,
+           s.step_convert_to_hw,
            "step_minimize_bit_width_initial", s.step_a2qflow_size_accumulators_initial,
            "step_create_dataflow_partition"]
     if flow == "oss":
@@ -82,6 +84,8 @@ def step_list(flow: str, runtime_weights: bool = False, rtl_sim: bool = True) ->
         out.append(s.step_a2qflow_oss_synthesis)
         if rtl_sim:
             out.append(s.step_a2qflow_rtl_simulation)
+        if accelerator_sim:
+            out.append(s.step_a2qflow_accelerator_simulation)
     return out
 
 
@@ -109,7 +113,9 @@ def dataflow_config(board: Board, folder: rf.RunFolder, flow: str, steps: list, 
         a2qflow_runtime_weights=config.runtime_weights, a2qflow_overflow_samples=config.overflow_samples,
         a2qflow_streamline=streamline, a2qflow_folding_user_given=config.folding is not None,
         a2qflow_fallback_fps=config.target_fps or DEFAULT_TARGET_FPS, a2qflow_synth_family=board.family,
-        a2qflow_lut_only=config.lut_only, a2qflow_progress=config.progress)
+        a2qflow_lut_only=config.lut_only, a2qflow_progress=config.progress,
+        a2qflow_parity_samples=config.parity_samples, a2qflow_integer_io=config.integer_io,
+        a2qflow_test_samples=config.test_samples, a2qflow_jobs=config.jobs or min(4, os.cpu_count() or 1))
 
 
 @dataclass
@@ -136,7 +142,7 @@ def plan_flow(config: BuildConfig, folder: rf.RunFolder) -> FlowPlan:
     config.validate()
     board = get_board(config.board)
     flow, skipped = resolve_flow(config.flow, config.package)
-    steps = step_list(flow, config.runtime_weights, config.rtl_sim)
+    steps = step_list(flow, config.runtime_weights, config.rtl_sim, config.accelerator_sim)
     names = step_names(steps)
     if config.from_step is not None:
         _check_resumable(folder, config.from_step, names)
@@ -185,7 +191,7 @@ def build(onnx_path: str | Path, out: str | Path | rf.RunFolder, reference: Refe
             certificate.write_certificate(certs, folder.report(rf.CERTIFICATE))
         if config.from_step is None or not folder.model.exists():
             _copy_input(onnx_path, folder.model)
-            reference.head(config.parity_samples).save(folder.reference)
+            reference.head(max(config.parity_samples, config.test_samples)).save(folder.reference)
             folder.report(rf.PARITY).unlink(missing_ok=True)
         for stale in (rf.STEP_ERROR, rf.CHECK_SECONDS):   # this run's only
             folder.report(stale).unlink(missing_ok=True)
@@ -283,6 +289,10 @@ def _skipped_inside_steps(folder: rf.RunFolder) -> list[str]:
                     for s in synth["skipped"] if s["node"].startswith(("MVAU", "VVAU", "Thresholding"))]
     if isinstance(sim, dict):
         skipped.append(f"step_a2qflow_rtl_simulation: {sim['skipped']}")
+    whole = folder.read_report(rf.ACCELERATOR_SIM) or {}
+    if whole.get("skipped"):
+        blocking = ", ".join(f"{b['node']} ({b['why']})" for b in whole.get("blocking", []))
+        skipped.append(f"step_a2qflow_accelerator_simulation: {whole['skipped']}" + (f": {blocking}" if blocking else ""))
     return skipped
 
 

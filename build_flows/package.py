@@ -25,6 +25,7 @@ from io import StringIO
 from pathlib import Path
 
 import numpy as np
+from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
 
 from a2qflow import __version__
@@ -38,7 +39,7 @@ from .reference import Reference
 from .run_folder import RunFolder
 
 HW_DOMAIN = "finn.custom_op.fpgadataflow"
-CPU_OPS = ("Flatten", "Reshape", "Transpose")   # parent-graph ops the board driver applies itself
+CPU_OPS = ("Flatten", "Reshape", "Transpose", "Mul", "Add")   # parent-graph ops the board driver applies itself
 
 
 class PackageError(A2qflowError, RuntimeError):
@@ -90,18 +91,24 @@ def io_wrapping(folder: RunFolder, graph: ModelWrapper) -> dict:
         if node is sdps[0]:
             seen_sdp = True
             continue
-        if node.op_type not in CPU_OPS:
+        if node.op_type not in CPU_OPS or (node.op_type in ("Mul", "Add") and
+                                           parent.get_initializer(node.input[1]) is None):
             raise PackageError(f"{parent_path}: node {node.name} ({node.op_type}) runs outside the accelerator; "
                                f"the board driver applies only {', '.join(CPU_OPS)}")
         (post if seen_sdp else pre).append(_cpu_op(parent, node))
     name = parent.graph.input[0].name
-    return {"model_input_shape": list(parent.get_tensor_shape(name)), "pre": pre, "post": post}
+    return {"model_input_shape": list(parent.get_tensor_shape(name)), "pre": pre, "post": post,
+            "input_datatype": parent.get_tensor_datatype(name).name}
 
 
 def _cpu_op(model: ModelWrapper, node) -> dict:
     if node.op_type == "Transpose":
         perm = [a.ints for a in node.attribute if a.name == "perm"][0]
         return {"op": "transpose", "perm": list(perm), "node": node.name}
+    if node.op_type in ("Mul", "Add"):   # the output dequantization (build_flows.boundary)
+        const = np.asarray(model.get_initializer(node.input[1]), dtype=np.float32)
+        return {"op": node.op_type.lower(), "const": const.reshape(-1).tolist(), "shape": list(const.shape),
+                "node": node.name}
     return {"op": "reshape", "shape": list(model.get_tensor_shape(node.output[0])[1:]), "node": node.name}
 
 
@@ -146,23 +153,14 @@ def make_driver_settings(graph_path: Path, board: Board, out_dir: Path, scratch:
 # -- the host model's view of the test set -------------------------------------------------
 
 def host_test_set(folder: RunFolder, checkpoint: str | Path | None = None, max_samples: int = 500) -> Reference:
-    """Test samples of the dataset the model was trained on, their labels and the host
-    model's outputs (build_flows.reference): the trained brevitas model when its checkpoint is
-    known (given, or <run>/train/checkpoint.pt as a build that trained writes it), else the
-    QONNX graph on the dataset the run records (with its --data-dir), else the build's own
-    reference samples (no labels)."""
-    run = folder.read_run() or {}
-    ckpt = Path(checkpoint) if checkpoint else folder.train / "checkpoint.pt"
-    if ckpt.is_file():
-        return reference.from_checkpoint(ckpt, max_samples)
-    if folder.model.is_file() and run.get("dataset"):
-        from a2qflow.models.graph import load_graph
-
-        return reference.from_graph(load_graph(folder.model), max_samples, run["dataset"], run.get("data_dir"))
+    """The test set the board must reproduce: the build's reference (test samples of the
+    dataset the model was trained on, the trained model's outputs, labels), or, when a
+    checkpoint is given, the brevitas model's outputs recomputed from it."""
+    if checkpoint is not None:
+        return reference.from_checkpoint(checkpoint, max_samples)
     if not (folder.reference / reference.REFERENCE_FILE).is_file():
-        raise PackageError(f"{folder.root}: no checkpoint, no dataset recorded in run.json and no reference/: "
-                           "nothing to test the board with")
-    return Reference.load(folder.reference)
+        raise PackageError(f"{folder.root}: no reference/ test set and no checkpoint: nothing to test the board with")
+    return Reference.load(folder.reference).head(max_samples)
 
 
 # -- writing --------------------------------------------------------------------------------
@@ -216,6 +214,38 @@ def _write_data(dest: Path, ts: Reference) -> dict:
             "dataset": ts.dataset, "host_model": ts.source}
 
 
+ACCELERATOR_DIR = "sim/accelerator"
+
+
+def accelerator_sources(folder: RunFolder) -> dict[str, Path]:
+    """Package path -> the run's file, for the whole-design simulator the build compiled
+    (build_flows.stitch: binary, design description, weight and threshold files); empty
+    when the build made none (estimate flow, HLS-only layers)."""
+    design = folder.accelerator / "design"
+    if not (design / "obj" / "Vtop").is_file() or not (design / "design.json").is_file():
+        return {}
+    data = json.loads((design / "design.json").read_text())["data"]
+    files = {f"{ACCELERATOR_DIR}/Vtop": design / "obj" / "Vtop", f"{ACCELERATOR_DIR}/design.json": design / "design.json"}
+    files.update({f"{ACCELERATOR_DIR}/{name}": design / name for name in data})
+    return files
+
+
+def _copy_accelerator(folder: RunFolder, dest: Path) -> dict:
+    sources = accelerator_sources(folder)
+    if not sources:
+        return {"accelerator_sim": None}
+    for rel, src in sources.items():
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dest / rel)   # copy2 keeps the simulator executable
+    design = json.loads((dest / ACCELERATOR_DIR / "design.json").read_text())
+    design["binary"] = "Vtop"
+    (dest / ACCELERATOR_DIR / "design.json").write_text(json.dumps(design, indent=1))
+    measured = folder.read_report("accelerator_sim.json", {})
+    return {"accelerator_sim": {"dir": ACCELERATOR_DIR, "tool": "Verilator",
+                                "cycles_per_image": measured.get("cycles_per_image"),
+                                "latency_cycles": measured.get("latency_cycles")}}
+
+
 def _copy_code(dest: Path) -> None:
     code = dest / MODULE_NAME
     code.mkdir()
@@ -248,6 +278,8 @@ def write_package(folder: RunFolder, board: Board | str, test_set: Reference) ->
         raise PackageError(f"run {folder.root} was built for {run['board']}, not {board.name}")
     graph_path, step = sim_graph(folder)
     io = io_wrapping(folder, ModelWrapper(str(graph_path)))
+    if DataType[io.get("input_datatype", "FLOAT32")].is_integer() and test_set.native is not None:
+        io["native_input"] = test_set.native   # the driver turns model inputs into the dataset's codes
     _check_test_set(io, test_set)
     tmp = folder.root / f".{folder.package.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -262,6 +294,7 @@ def write_package(folder: RunFolder, board: Board | str, test_set: Reference) ->
     (tmp / "sim").mkdir()
     shutil.copyfile(graph_path, tmp / "sim" / "hw_graph.onnx")
     manifest.update(hw_graph="sim/hw_graph.onnx", hw_graph_step=step, io=io)
+    manifest.update(_copy_accelerator(folder, tmp))
     manifest["test_set"] = _write_data(tmp, test_set)
     manifest["finn_estimate"] = folder.read_finn_report("estimate_network_performance.json")
     _copy_code(tmp)
@@ -309,8 +342,11 @@ def package_is_current(folder: RunFolder) -> bool:
     except (OSError, ValueError, KeyError, PackageError):
         return False
     bitfile = bitfile_sources(folder)
+    accelerator = accelerator_sources(folder)
     sources = {manifest.get("hw_graph"): graph, **{f"{MODULE_NAME}/{src.name}": src for src in deploy_sources()},
-               **bitfile}
+               **bitfile, **{rel: src for rel, src in accelerator.items() if not rel.endswith("design.json")}}
+    if bool(manifest.get("accelerator_sim")) != bool(accelerator):
+        return False
     shipped_code = {rel for rel in files if rel.startswith(f"{MODULE_NAME}/")}
     if shipped_code != {rel for rel in sources if rel.startswith(f"{MODULE_NAME}/")} or bool(
             manifest.get("bitfile")) != bool(bitfile):

@@ -129,8 +129,9 @@ def _model_and_reference(cfg: PipelineConfig, folder: RunFolder, log, reference,
                          ) -> tuple[Path, Reference]:
     """The graph to build and what every stage is compared against."""
     from a2qflow.models.export import export_checkpoint
+    from a2qflow.models.graph import metadata
 
-    samples = cfg.build.parity_samples
+    samples = max(cfg.build.parity_samples, cfg.build.test_samples)
     if not cfg.sources():   # resume: the folder's own graph and reference samples
         return folder.model, Reference.load(folder.reference)
     checkpoint = cfg.checkpoint
@@ -152,6 +153,8 @@ def _model_and_reference(cfg: PipelineConfig, folder: RunFolder, log, reference,
         return onnx, reference.from_checkpoint(checkpoint, samples)
     graph = load_graph(cfg.onnx)
     onnx = Path(cfg.onnx)
+    if not (cfg.dataset or metadata(graph, "dataset")):
+        samples = cfg.build.parity_samples   # no test set without a dataset: the parity samples serve
     if graph.get_metadata_prop(LAYERS_KEY) is None:   # any exporter's graph: cleaned first, and built as cleaned
         from a2qflow.models.graph import cleaned
 

@@ -22,6 +22,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from a2qflow.errors import A2qflowError
 from a2qflow.models import parity
 from a2qflow.models.certificate import VALUE_PRESERVING_OPS, IntType, quant_type
+from a2qflow.models.data import NATIVE_INPUTS, load_dataset
 from a2qflow.models.graph import metadata
 
 REFERENCE_FILE = "reference.json"
@@ -40,11 +41,21 @@ class Reference:
     labels: np.ndarray | None = None
     task: str = "classification"
     dataset: str | None = None
+    native: dict | None = None       # the dataset's integer inputs: x = code * scale ({"dtype", "scale"})
 
     def head(self, n: int) -> "Reference":
         """The first n samples."""
         return Reference(self.x[:n], self.expected[:n], self.classification, self.source,
-                         None if self.labels is None else self.labels[:n], self.task, self.dataset)
+                         None if self.labels is None else self.labels[:n], self.task, self.dataset, self.native)
+
+    def native_x(self) -> np.ndarray:
+        """The inputs as the dataset's integer codes (what an integer-input accelerator takes)."""
+        if self.native is None:
+            raise ReferenceError(f"dataset {self.dataset} has no integer input format")
+        codes = self.x / self.native["scale"]
+        if np.abs(codes - np.rint(codes)).max(initial=0) > 1e-3:
+            raise ReferenceError(f"inputs are not multiples of {self.native['scale']:.6g}: not {self.dataset}'s codes")
+        return np.rint(codes).astype(np.float32)
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -54,7 +65,8 @@ class Reference:
             np.save(folder / "labels.npy", np.ascontiguousarray(self.labels))
         (folder / REFERENCE_FILE).write_text(json.dumps(
             {"source": self.source, "classification": self.classification, "task": self.task,
-             "dataset": self.dataset, "samples": len(self.x), "labels": self.labels is not None}, indent=1))
+             "dataset": self.dataset, "samples": len(self.x), "labels": self.labels is not None,
+             "native": self.native}, indent=1))
 
     @classmethod
     def load(cls, folder: Path) -> "Reference":
@@ -64,7 +76,7 @@ class Reference:
         return cls(np.load(folder / "input.npy", allow_pickle=False),
                    np.load(folder / "expected_output.npy", allow_pickle=False),
                    bool(meta["classification"]), meta["source"], labels, meta.get("task", "classification"),
-                   meta.get("dataset"))
+                   meta.get("dataset"), meta.get("native"))
 
 
 def from_checkpoint(checkpoint: str | Path, samples: int) -> Reference:
@@ -76,15 +88,14 @@ def from_checkpoint(checkpoint: str | Path, samples: int) -> Reference:
     x = ds.x_test[:samples]
     info = ckpt["dataset"]
     return Reference(x.numpy().astype(np.float32), predict(model, x).numpy(), info["task"] == "classification",
-                     "trained brevitas model", ds.y_test[:samples].numpy(), info["task"], info["name"])
+                     "trained brevitas model", ds.y_test[:samples].numpy(), info["task"], info["name"],
+                     NATIVE_INPUTS.get(info["name"]))
 
 
 def from_graph(graph: ModelWrapper, samples: int, dataset: str | None = None,
                data_dir: str | Path | None = None) -> Reference:
     """Inputs of the dataset the graph records (or `dataset`), else on the input
     quantizer's grid; outputs from QONNX execution of the graph itself."""
-    from a2qflow.models.data import load_dataset
-
     info = metadata(graph, "dataset")
     name = dataset or (info or {}).get("name")
     shape = tuple(d.dim_value for d in graph.graph.input[0].type.tensor_type.shape.dim)
@@ -106,7 +117,14 @@ def from_graph(graph: ModelWrapper, samples: int, dataset: str | None = None,
         source = f"QONNX graph on {grid} (graph names no dataset)"
     expected = parity.execute_per_sample(graph, x)
     task = task or ("classification" if expected.ndim == 2 else "superres")
-    return Reference(x, expected, task == "classification", source, labels, task, name)
+    native = NATIVE_INPUTS.get(name) if name else None
+    if native and model_input_is_integer(graph):
+        native = None   # the graph already takes integers: nothing to convert
+    return Reference(x, expected, task == "classification", source, labels, task, name, native)
+
+
+def model_input_is_integer(graph: ModelWrapper) -> bool:
+    return graph.get_tensor_datatype(graph.graph.input[0].name).is_integer()
 
 
 def grid_inputs(graph: ModelWrapper, samples: int, shape: tuple, seed: int = 0) -> tuple[np.ndarray, str]:

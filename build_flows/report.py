@@ -91,6 +91,7 @@ def write_reports(folder: rf.RunFolder, board: Board, run: dict) -> dict:
            "parity": folder.read_report(rf.PARITY, []), "parity_reference": run.get("parity_reference"),
            "skipped": run["skipped"], "folding": folder.read_report(rf.FOLDING, {}),
            "synthesis": synthesis_rows(folder), "rtl_sim": folder.read_report(rf.RTL_SIM),
+           "accelerator_sim": folder.read_report(rf.ACCELERATOR_SIM), "boundary": folder.read_report(rf.BOUNDARY),
            "synthesis_skipped": (folder.read_report(rf.SYNTH) or {}).get("skipped", [])}
     folder.write_report(rf.LAYERS_JSON, doc)
     if rows:
@@ -124,6 +125,7 @@ def markdown(doc: dict) -> str:
               f"at the board clock (FINN's estimate)." if doc["estimated_fps"] else "No performance estimate.", ""]
     lines += synthesis_markdown(doc.get("synthesis", []), doc.get("synthesis_skipped", []))
     lines += rtl_sim_markdown(doc.get("rtl_sim"))
+    lines += accelerator_markdown(doc.get("accelerator_sim"), doc.get("boundary"))
     if doc["parity"]:
         against = doc.get("parity_reference") or "reference"
         lines += [f"Parity with the {against} (FINN python execution): " + ", ".join(
@@ -162,3 +164,36 @@ def rtl_sim_markdown(reports) -> list[str]:
              f"{max((r['cycles_per_s'] for r in ran), default=0) / 1e6:.1f} M cycles/s."]
     lines += [f"- not simulated: {r['layer']} ({r['skipped']})" for r in reports if "skipped" in r]
     return lines + [""]
+
+
+def accelerator_line(sim: dict) -> str:
+    """One line: the whole accelerator in Verilator (reports/accelerator_sim.json)."""
+    if sim.get("skipped"):
+        return (f"whole accelerator not simulated: {sim['skipped']}"
+                + (f" ({', '.join(b['node'] for b in sim['blocking'])})" if sim.get("blocking") else ""))
+    deeper = {k: v for k, v in sim["fifo"]["depths"].items() if v != sim["fifo"]["default_depths"].get(k)}
+    return (f"whole accelerator (Verilator, stitched FINN RTL): {sim['samples']} images, {sim['mismatches']} "
+            f"mismatches; {sim['cycles_per_image']:g} cycles/image (FINN estimate {sim['finn_estimated_cycles']}), "
+            f"{sim['images_per_s']:,.0f} images/s and first-image latency {sim['latency_cycles']} cycles "
+            f"({sim['latency_us']:.2f} µs) at {sim['clk_mhz']:g} MHz; FIFOs sized from simulation: "
+            f"{len(deeper)} of {len(sim['fifo']['depths'])} deeper than FINN's default")
+
+
+def accelerator_markdown(sim: dict | None, boundary: dict | None) -> list[str]:
+    lines = []
+    if boundary is not None:
+        native = boundary.get("integer_input")
+        lines += [f"Accelerator input: the dataset's integer codes ({native['dtype']}, x = code x {native['scale']:.6g}), "
+                  "output: integer accumulators, the output scale applied on the host." if native else
+                  f"Accelerator input: float, as the model takes it ({boundary.get('why_not')}).", ""]
+    if sim is None:
+        return lines
+    lines += [accelerator_line(sim) + f" (reports/{rf.ACCELERATOR_SIM}).", ""]
+    if not sim.get("skipped"):
+        agree = sim["vs_trained_model"]
+        lines += [f"Against the trained model: max error {agree['max_abs_error']:.1e}, argmax agreement "
+                  f"{100 * (agree['argmax_agreement'] or 0):.1f}%"
+                  + (f", accuracy {100 * sim['accuracy']:.2f}%" if sim.get("accuracy") is not None else "")
+                  + f"; with random stream stalls on {sim['stall_samples']} images: {sim['mismatches_with_stalls']} "
+                  f"mismatches. Simulation {sim['sim_cycles_per_s'] / 1e3:,.0f} k cycles/s.", ""]
+    return lines

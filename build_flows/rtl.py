@@ -98,9 +98,11 @@ def skipped_layers(out_dir: str | Path) -> list[dict]:
 
 
 def load_layers(out_dir: str | Path) -> list[RtlLayer]:
-    """The layers a previous `prepare_rtl` wrote into out_dir."""
-    data = json.loads((Path(out_dir) / MANIFEST).read_text())
-    return [RtlLayer.from_dict(d) for d in data["layers"]]
+    """The layers a previous `prepare_rtl` wrote into out_dir (their folders recorded
+    relative to it, so a copied or moved run folder still finds them)."""
+    out_dir = Path(out_dir).resolve()
+    data = json.loads((out_dir / MANIFEST).read_text())
+    return [RtlLayer.from_dict({**d, "dir": out_dir / d["dir"]}) for d in data["layers"]]
 
 
 # --------------------------------------------------------------------------------------
@@ -183,7 +185,7 @@ def family_for_part(fpgapart: str) -> str:
     raise ValueError(f"{fpgapart}: FINN targets {dsp} there (Versal); Yosys has no {dsp} model")
 
 
-def _rtllib() -> Path:
+def rtllib() -> Path:
     from finn.util.settings import get_settings
 
     return Path(get_settings().finn_rtllib)
@@ -220,7 +222,7 @@ def _mvu_layer(inst, node, ddir: Path, gen: Path) -> RtlLayer:
     mem_mode = inst.get_nodeattr("mem_mode")
     if inst.get_nodeattr("TH") > 1:
         raise NotImplementedError(f"{name}: tiled MVU (TH>1) is not supported by a2qflow's RTL gathering")
-    rtllib = _rtllib() / "mvu"
+    mvu_lib = rtllib() / "mvu"
     adjustments = []
     files = [PRIMITIVE_STUBS]
     (ddir / PRIMITIVE_STUBS).write_text(primitive_stubs())
@@ -235,7 +237,7 @@ def _mvu_layer(inst, node, ddir: Path, gen: Path) -> RtlLayer:
         elif src in ("mvu.sv", "mvu_vvu_8sx9_dsp58.sv"):
             fn = (lambda t, f=src: drop_recovery_watchdog(t, f))
             adjustments.append(f"{src}: drop_recovery_watchdog (simulation-only `initial #100ns` block removed)")
-        files.append(_copy(rtllib / src, ddir, fn))
+        files.append(_copy(mvu_lib / src, ddir, fn))
     wrapper = gen / f"{name}_wrapper.v"
     files.append(_copy(wrapper, ddir, lambda t: add_lut_core_switch(t, wrapper.name)))
     adjustments.append(f"{wrapper.name}: add_lut_core_switch (`{LUT_CORE_DEFINE}` selects the behavioural, "
@@ -246,8 +248,8 @@ def _mvu_layer(inst, node, ddir: Path, gen: Path) -> RtlLayer:
     pumped = bool(inst.get_nodeattr("pumpedCompute") if "pumpedCompute" in inst.get_nodeattr_types() else 0) \
         or bool(inst.get_nodeattr("pumpedMemory"))
     if mem_mode == "internal_decoupled":
-        for src in (_rtllib() / "axi/hdl/axilite.sv", _rtllib() / "memstream/hdl/memstream.sv",
-                    _rtllib() / "memstream/hdl/memstream_axi.sv"):
+        for src in (rtllib() / "axi/hdl/axilite.sv", rtllib() / "memstream/hdl/memstream.sv",
+                    rtllib() / "memstream/hdl/memstream_axi.sv"):
             files.append(_copy(src, ddir))
         ms = gen / f"{name}_memstream_wrapper.v"
         files.append(_copy(ms, ddir, lambda t: relative_init_file(t, ms.name)))
@@ -301,11 +303,11 @@ def _mvu_top(inst, name: str, top: str, pumped: bool) -> str:
 def _thresholding_layer(inst, node, ddir: Path, gen: Path) -> RtlLayer:
     name = node.name
     files, adjustments = [], []
-    files.append(_copy(_rtllib() / "axi/hdl/axilite.sv", ddir))
-    files.append(_copy(_rtllib() / "thresholding/hdl/thresholding.sv", ddir, guard_threshold_scope_select))
+    files.append(_copy(rtllib() / "axi/hdl/axilite.sv", ddir))
+    files.append(_copy(rtllib() / "thresholding/hdl/thresholding.sv", ddir, guard_threshold_scope_select))
     adjustments.append("thresholding.sv: guard_threshold_scope_select (reversed-range select of the unused "
                        "branch moved into a generate-if)")
-    files.append(_copy(_rtllib() / "thresholding/hdl/thresholding_axi.sv", ddir))
+    files.append(_copy(rtllib() / "thresholding/hdl/thresholding_axi.sv", ddir))
     files.append(_copy(gen / f"{name}.v", ddir))
     data_files = []
     for f in sorted(gen.glob(f"{name}_threshs_*.dat")):
@@ -374,6 +376,7 @@ def prepare_rtl(model: ModelWrapper, fpgapart: str, clk_ns: float, out_dir: str 
         layer.fpgapart = fpgapart
         layers.append(layer)
     (out_dir / MANIFEST).write_text(json.dumps(
-        {"fpgapart": fpgapart, "clk_ns": clk_ns, "layers": [layer.to_dict() for layer in layers],
+        {"fpgapart": fpgapart, "clk_ns": clk_ns,
+         "layers": [{**layer.to_dict(), "dir": layer.dir.relative_to(out_dir).as_posix()} for layer in layers],
          "skipped": [{"node": n, "reason": r} for n, r in skipped]}, indent=1))
     return layers

@@ -142,7 +142,9 @@ def make_overrides() -> list[str]:
         "CFG_CXXFLAGS_NO_UNUSED=-faligned-new -Wno-bool-operation -Wno-shadow -Wno-sign-compare "
         "-Wno-tautological-compare -Wno-uninitialized -Wno-unused-but-set-parameter "
         "-Wno-unused-but-set-variable -Wno-unused-parameter -Wno-unused-variable",
-        "OPT_FAST=-O2", "OPT_GLOBAL=-O2",            # hot model code; -Os is the wheel's default
+        # -O1: the same simulation speed as -O2 on these designs (390 k cycles/s on the demo accelerator),
+        # half the compile time (14.5 s vs 24.8 s), measured; -O0 is 20x slower to simulate
+        "OPT_FAST=-O1", "OPT_GLOBAL=-O1",
         # one compile unit, no precompiled headers: faster for one layer and no 2 x 90 MB .gch
         "VM_PARALLEL_BUILDS=0",
     ]
@@ -229,10 +231,10 @@ def compile_layer(layer: RtlLayer, force: bool = False) -> Build:
     with open(log_file, "w") as logf:
         _run(layer, [*verilator_command(), *args, "--Mdir", str(obj), str(sdir / HARNESS),
                      *[str(layer.dir / f) for f in _sim_sources(layer)]], env, logf)
-        runtime = _runtime_cache()
-        _copy_objs(runtime, obj)
+        runtime = runtime_cache()
+        copy_runtime(runtime, obj)
         _run(layer, ["make", "-s", "-C", str(obj), "-f", f"{PREFIX}.mk", *make_overrides()], env, logf)
-        _copy_objs(obj, runtime)
+        copy_runtime(obj, runtime)
     seconds = time.perf_counter() - t0
     stamp.write_text(json.dumps({"key": key, "compile_seconds": seconds, "top": layer.top}))
     log.info("%s: Verilator build %.1f s", layer.name, seconds)
@@ -246,7 +248,7 @@ def _run(layer: RtlLayer, cmd: list[str], env: dict, logf) -> None:
         raise RtlSimError(layer.name, f"{Path(cmd[0]).name} failed", Path(logf.name))
 
 
-def _runtime_cache() -> Path:
+def runtime_cache() -> Path:
     """User-wide folder for Verilator's runtime objects, keyed by everything they depend on
     (options, Verilator's headers, the compiler), so every layer and run shares them."""
     cc = subprocess.run(["c++", "--version"], capture_output=True, text=True).stdout
@@ -256,7 +258,7 @@ def _runtime_cache() -> Path:
     return base / "a2qflow" / RUNTIME_CACHE / h.hexdigest()[:16]
 
 
-def _copy_objs(src: Path, dst: Path) -> None:
+def copy_runtime(src: Path, dst: Path) -> None:
     """Copy the runtime objects, atomic per file (layers may be built in parallel). The
     copies get a fresh mtime: verilated.mk makes them depend on the just-written Vtop.mk."""
     dst.mkdir(parents=True, exist_ok=True)
@@ -456,18 +458,29 @@ def worst_case_vectors(model, node_name: str) -> np.ndarray:
 
 
 def verify_rtl(model, layers: list[RtlLayer], n_random: int = 256, seed: int = 0,
-               report_file: str | Path | None = None, progress: bool = False) -> list[dict]:
+               report_file: str | Path | None = None, progress: bool = False, jobs: int = 1) -> list[dict]:
     """The build-flow step: for every simulatable layer, random inputs (with stream stalls)
     and worst-case inputs through the RTL, compared with FINN's python execution of the
     node in `model` (the graph prepare_rtl generated the layers from). Writes the reports
     as JSON to report_file (default: rtl_sim.json beside the layer folders). `progress`
     shows a bar per compiled and simulated layer (the compile takes most of the time)."""
+    from concurrent.futures import ThreadPoolExecutor
     from contextlib import nullcontext
 
     reports = []
+    simulatable = []
+    for layer in layers:
+        try:
+            _check_supported(layer)
+            simulatable.append(layer)
+        except NotImplementedError:
+            pass
     bar = _progress_bar(len(layers)) if progress else nullcontext()
     with bar as shown:
-        task = shown.add_task("verilator: FINN RTL vs python", total=len(layers), last="") if shown else None
+        task = shown.add_task("verilator: FINN RTL vs python", total=len(layers),
+                              last=f"compiling {len(simulatable)} layers") if shown else None
+        with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(simulatable) or 1))) as pool:
+            list(pool.map(compile_layer, simulatable))   # compiles run in parallel, each a make subprocess
         for i, layer in enumerate(layers):
             try:
                 _check_supported(layer)

@@ -38,6 +38,8 @@ SIZING = "step_a2qflow_size_accumulators.json"
 OVERFLOW = "overflow.json"
 LAYER_ACCUMULATORS = "layer_accumulators.npz"
 FOLDING = "folding.json"
+BOUNDARY = "boundary.json"
+ACCELERATOR_SIM = "accelerator_sim.json"
 SYNTH = "synth.json"
 RTL_SIM = "rtl_sim.json"
 LAYERS_JSON = "layers.json"
@@ -149,6 +151,11 @@ class RunFolder:
     @property
     def synth(self) -> Path:
         return self.root / "synth"
+
+    @property
+    def accelerator(self) -> Path:
+        """The whole stitched design (rtl, compiled simulator), build_flows.stitch."""
+        return self.root / "accelerator"
 
     @property
     def reports(self) -> Path:

@@ -15,6 +15,7 @@ the original error class with its message.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import time
@@ -91,11 +92,19 @@ def execute(model: ModelWrapper, x: np.ndarray) -> np.ndarray:
     return parity.execute_per_sample(model, x, execute_onnx)
 
 
+def graph_inputs(model: ModelWrapper, ref: Reference) -> np.ndarray:
+    """The reference inputs as this graph takes them: the dataset's integer codes once the
+    flow has made the input integer (step_a2qflow_integer_input), else as the model took them."""
+    native = ref.native is not None and model.get_tensor_datatype(model.graph.input[0].name).is_integer()
+    return ref.native_x() if native else ref.x
+
+
 def check_parity(model: ModelWrapper, cfg, stage: str) -> parity.ParityReport:
     """The graph against the reference outputs; reports/parity.json keeps every stage."""
     folder = _folder(cfg)
-    ref = Reference.load(folder.reference)
-    report = parity.compare(execute(model, ref.x), ref.expected, ref.classification, stage, ref.source)
+    ref = Reference.load(folder.reference).head(cfg.a2qflow_parity_samples)
+    report = parity.compare(execute(model, graph_inputs(model, ref)), ref.expected, ref.classification, stage,
+                            ref.source)
     log = [e for e in folder.read_report(rf.PARITY, []) if e["stage"] != stage] + [report.to_dict()]
     folder.write_report(rf.PARITY, log)
     return parity.check(report)
@@ -113,6 +122,26 @@ def _with_parity(finn_step: str, model: ModelWrapper, cfg) -> ModelWrapper:
 def step_qonnx_to_finn(model: ModelWrapper, cfg) -> ModelWrapper:
     """FINN's step_qonnx_to_finn, then parity."""
     return _with_parity("step_qonnx_to_finn", model, cfg)
+
+
+@recorded
+def step_a2qflow_integer_input(model: ModelWrapper, cfg) -> ModelWrapper:
+    """The accelerator takes the dataset's integer codes (digits 0..16, 8-bit pixels) as
+    FINN's examples do: the scale goes in front of the graph and streamlining absorbs it into
+    the input quantizer's thresholds (build_flows.boundary). A dataset without integer codes,
+    or a graph already taking integers, keeps its input; reports/boundary.json says which."""
+    from .boundary import integer_input
+
+    ref = Reference.load(_folder(cfg).reference)
+    if not cfg.a2qflow_integer_io or ref.native is None:
+        why = "not asked (--float-io)" if not cfg.a2qflow_integer_io else (
+            f"dataset {ref.dataset} has no integer codes" if ref.dataset else "no dataset: its codes are unknown")
+        _folder(cfg).write_report(rf.BOUNDARY, {"integer_input": None, "why_not": why})
+        return model
+    model = integer_input(model, ref.native["dtype"], ref.native["scale"])
+    _folder(cfg).write_report(rf.BOUNDARY, {"integer_input": ref.native})
+    _timed(cfg, check_parity, model, cfg, "step_a2qflow_integer_input")
+    return model
 
 
 @recorded
@@ -134,8 +163,16 @@ def step_streamline(model: ModelWrapper, cfg) -> ModelWrapper:
 
 @recorded
 def step_convert_to_hw(model: ModelWrapper, cfg) -> ModelWrapper:
-    """FINN's step_convert_to_hw, then parity."""
-    return _with_parity("step_convert_to_hw", model, cfg)
+    """FINN's step_convert_to_hw with the output dequantization (and a leading reshape) kept
+    on the host side (build_flows.boundary.host_output), then parity."""
+    from finn.builder.build_dataflow_steps import build_dataflow_step_lookup
+
+    from .boundary import host_output
+
+    convert = build_dataflow_step_lookup["step_convert_to_hw"]
+    model = host_output(convert, model, cfg) if cfg.a2qflow_integer_io else convert(model, cfg)
+    _timed(cfg, check_parity, model, cfg, "step_convert_to_hw")
+    return model
 
 
 # ------------------------------------------------------------------ accumulator sizing
@@ -160,8 +197,8 @@ def step_a2qflow_size_accumulators_initial(model: ModelWrapper, cfg) -> ModelWra
     accumulator values the test samples produce in each layer (for the overflow check)."""
     model = _size(model, cfg, rf.SIZING_INITIAL)
     _timed(cfg, check_parity, model, cfg, "step_a2qflow_size_accumulators_initial")
-    ref = Reference.load(_folder(cfg).reference)
-    _timed(cfg, overflow.save_layer_inputs, model, ref.x[:cfg.a2qflow_overflow_samples],
+    ref = Reference.load(_folder(cfg).reference).head(cfg.a2qflow_overflow_samples)
+    _timed(cfg, overflow.save_layer_inputs, model, graph_inputs(model, ref),
            _folder(cfg).report(rf.LAYER_ACCUMULATORS))
     return model
 
@@ -254,7 +291,7 @@ def step_a2qflow_oss_synthesis(model: ModelWrapper, cfg) -> ModelWrapper:
     folder = _folder(cfg)
     layers = prepare_rtl(model, cfg.fpga_part, cfg.synth_clk_period_ns, folder.rtl)
     results = synthesize(layers, cfg.a2qflow_synth_family, folder.synth, lut_only=cfg.a2qflow_lut_only,
-                         progress=cfg.a2qflow_progress and len(layers) > 1)
+                         jobs=cfg.a2qflow_jobs, progress=cfg.a2qflow_progress and len(layers) > 1)
     folder.write_report(rf.SYNTH, {"family": cfg.a2qflow_synth_family, "lut_only": cfg.a2qflow_lut_only,
                                    "tool": results[0].version if results else None,
                                    "layers": [r.to_dict() for r in results],
@@ -277,12 +314,111 @@ def step_a2qflow_rtl_simulation(model: ModelWrapper, cfg) -> ModelWrapper:
         folder.write_report(rf.RTL_SIM, {"skipped": f"Verilator needs {', '.join(missing)} (Debian: perl make g++)"})
         return model
     reports = _timed(cfg, verify_rtl, model, load_layers(folder.rtl), cfg.a2qflow_rtl_sim_vectors, 0,
-                     folder.report(rf.RTL_SIM), cfg.a2qflow_progress)
+                     folder.report(rf.RTL_SIM), cfg.a2qflow_progress, cfg.a2qflow_jobs)
     bad = [r for r in reports if "skipped" not in r and not r["passed"]]
     if bad:
         raise RtlMismatch("RTL simulation differs from python execution: " + "; ".join(
             f"{r['layer']} ({r['inputs']} inputs): {r['mismatches']} of {r['elements']} outputs" for r in bad))
     return model
+
+
+@recorded
+def step_a2qflow_accelerator_simulation(model: ModelWrapper, cfg) -> ModelWrapper:
+    """The whole accelerator, stitched from FINN's RTL and simulated cycle-accurately in
+    Verilator (build_flows.stitch): FIFO depths sized from observed occupancy, then the test set
+    streamed through the sized design (and part of it again with random stalls), compared bit
+    by bit with FINN's python execution of the HW graph and, through the host's output ops,
+    with the trained model's predictions. reports/accelerator_sim.json; a mismatch stops the
+    build. A graph with HLS-only layers is not simulated whole: the report names them."""
+    from . import stitch
+
+    folder = _folder(cfg)
+    blocking = stitch.blocking_nodes(model)
+    missing = rtl_sim_missing_tools()
+    if blocking or missing:
+        folder.write_report(rf.ACCELERATOR_SIM, {
+            "skipped": (f"{len(blocking)} layer(s) without FINN-generated RTL" if blocking
+                        else f"Verilator needs {', '.join(missing)}"), "blocking": blocking})
+        return model
+    ref = Reference.load(folder.reference).head(cfg.a2qflow_test_samples)
+    codes = accelerator_inputs(folder, model, ref)
+    t0 = time.perf_counter()
+    sized, design, binary, fifos = stitch.size_fifos(model, cfg.fpga_part, cfg.synth_clk_period_ns,
+                                                     folder.accelerator, codes)
+    run = stitch.simulate(design, binary, codes)
+    stalled = stitch.simulate(design, binary, codes[:64], stall_seed=7, tag="stalls")
+    expected = _timed(cfg, execute, python_executable(model), codes.reshape(model_input_shape(model, len(codes))))
+    expected = np.rint(expected).reshape(len(codes), -1).astype(np.int64)
+    report = _accelerator_report(folder, ref, cfg, run, stalled, expected, fifos, design, time.perf_counter() - t0)
+    folder.write_report(rf.ACCELERATOR_SIM, report)
+    if report["mismatches"] or report["mismatches_with_stalls"] or run["extra_outputs"]:
+        raise RtlMismatch(f"the whole accelerator in Verilator differs from FINN's python execution: "
+                          f"{report['mismatches']} of {report['elements']} outputs "
+                          f"({report['mismatches_with_stalls']} with stalls)")
+    return model
+
+
+def rtl_sim_missing_tools() -> list[str]:
+    from .rtl_sim import missing_tools
+
+    return missing_tools()
+
+
+def python_executable(model: ModelWrapper) -> ModelWrapper:
+    """A copy whose _rtl nodes run FINN's python implementation (exec_mode cppsim on an RTL
+    node runs its python base class: nothing is compiled)."""
+    executable = ModelWrapper(copy.deepcopy(model.model))
+    for node in executable.graph.node:
+        getCustomOp(node).set_nodeattr("exec_mode", "cppsim")
+    return executable
+
+
+def model_input_shape(model: ModelWrapper, n: int) -> tuple:
+    return (n, *model.get_tensor_shape(model.graph.input[0].name)[1:])
+
+
+def accelerator_inputs(folder: rf.RunFolder, model: ModelWrapper, ref: Reference) -> np.ndarray:
+    """The reference inputs as the accelerator takes them: the dataset's integer codes, with
+    the host's input ops (FINN's parent graph: flatten, layout) applied; (n, elements)."""
+    from a2qflow.deploy.driver import apply_host_op
+
+    from .package import io_wrapping
+
+    x = ref.native_x() if ref.native is not None and model.get_tensor_datatype(
+        model.graph.input[0].name).is_integer() else ref.x
+    for op in io_wrapping(folder, model)["pre"]:
+        x = apply_host_op(op, x)
+    return np.asarray(x).reshape(len(x), -1)
+
+
+def _accelerator_report(folder, ref, cfg, run, stalled, expected, fifos, design, seconds) -> dict:
+    from a2qflow.deploy.driver import apply_host_op
+
+    from .package import io_wrapping
+
+    outputs = run["outputs"]
+    host = outputs.astype(np.float32)
+    for op in io_wrapping(folder, ModelWrapper(str(design.dir / "stitched.onnx")))["post"]:
+        host = apply_host_op(op, host)
+    agreement = parity.compare(host, ref.expected, ref.classification, "whole accelerator (Verilator)", ref.source)
+    perf = folder.read_finn_report(rf.FINN_ESTIMATE_PERFORMANCE, {})
+    clk_mhz = 1000.0 / cfg.synth_clk_period_ns
+    cycles = run["steady_cycles_per_image"]
+    return {
+        "tool": "Verilator", "simulated": "cycle-accurate RTL of the whole accelerator (FINN-generated, stitched)",
+        "samples": int(len(outputs)), "elements": int(outputs.size),
+        "mismatches": int((outputs != expected).sum()),
+        "mismatches_with_stalls": int((stalled["outputs"] != expected[:len(stalled["outputs"])]).sum()),
+        "stall_samples": int(len(stalled["outputs"])), "extra_outputs": run["extra_outputs"],
+        "vs_trained_model": agreement.to_dict(),
+        "accuracy": float((host.argmax(1) == ref.labels[:len(host)]).mean())
+        if ref.classification and ref.labels is not None else None,
+        "cycles_per_image": cycles, "latency_cycles": run["first_latency_cycles"], "clk_mhz": clk_mhz,
+        "images_per_s": clk_mhz * 1e6 / cycles if cycles else None,
+        "latency_us": run["first_latency_cycles"] / clk_mhz,
+        "finn_estimated_cycles": perf.get("max_cycles"), "finn_estimated_latency_cycles": perf.get("critical_path_cycles"),
+        "fifo": fifos, "sim_cycles": run["cycles"], "sim_cycles_per_s": run["cycles"] / max(run["sim_seconds"], 1e-9),
+        "seconds": seconds, "design": str(design.dir.relative_to(folder.root))}
 
 
 # ------------------------------------------------------------------ refusals

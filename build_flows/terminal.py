@@ -21,6 +21,12 @@ def _table(rows: list[list[str]], headers: list[str]) -> list[str]:
     return [fmt.format(*headers), fmt.format(*("-" * w for w in widths))] + [fmt.format(*map(str, r)) for r in rows]
 
 
+def _wrap(text: str) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, WIDTH)
+
+
 def build_summary(folder: RunFolder) -> str:
     doc = folder.read_report(rf.LAYERS_JSON) or {}
     if not doc:
@@ -49,6 +55,10 @@ def build_summary(folder: RunFolder) -> str:
                      f"{sum(r['mismatches'] for r in ran)} mismatches ({rf.RTL_SIM})")
     elif isinstance(sim, dict):
         lines.append(f"Verilator skipped: {sim['skipped']}")
+    if doc.get("accelerator_sim"):
+        from .report import accelerator_line
+
+        lines += _wrap(accelerator_line(doc["accelerator_sim"]))
     parity = doc.get("parity") or []
     if parity:
         worst = max(p["max_abs_error"] for p in parity)

@@ -29,7 +29,11 @@ from .manifest import Package, detect_board, load_package, package_board
 
 REPORT_FORMAT = "a2qflow-bench/1"
 SIM_LABEL = ("SIMULATED BOARD: host-side FINN python execution of the HW graph through the board driver; "
-             "times and rates are NOT board measurements (see finn_estimate for the expected board figures)")
+             "times and rates are host wall clock, NOT board measurements (see finn_estimate for the expected "
+             "board figures)")
+SIM_RTL_LABEL = ("SIMULATED BOARD, cycle-accurate RTL: the whole accelerator stitched from FINN's RTL and simulated in "
+                 "Verilator behind the board driver; times and rates are simulated cycles at the board clock "
+                 "(the DMA engines and host-side packing are not simulated), NOT board measurements")
 
 
 @dataclass
@@ -123,6 +127,8 @@ def run_benchmark(root: str | Path, *, sim: bool, board: str | None = None, driv
         report.update(_package_info(pkg, board))
         acc = open_accelerator(pkg, sim=sim, driver=driver, sim_compute=sim_compute)
         report["driver"], report["notes"] = acc.backend, acc.notes
+        if acc.cycle_accurate:
+            report["label"], report["cycle_accurate"] = SIM_RTL_LABEL, True
         writer.write(report)
         for name, section in (("accuracy", _accuracy), ("throughput", _throughput), ("latency_batch1", _latency),
                               ("power", _power)):
@@ -223,14 +229,15 @@ def _latency(acc: Accelerator, pkg: Package, cfg: BenchConfig) -> dict:
     on the DMA buffers alone; warm-up runs excluded."""
     x = np.load(pkg.data_path("x"), allow_pickle=False)
     acc.set_batch(1)
+    clock = getattr(acc.driver, "clock", time.perf_counter)   # a cycle-accurate simulated board: simulated time
     end_to_end, on_buffers = [], []
     for i in range(cfg.warmup + cfg.latency_runs):
         sample = x[i % len(x):i % len(x) + 1]
-        t0 = time.perf_counter()
+        t0 = clock()
         acc.run(sample)
-        t1 = time.perf_counter()
+        t1 = clock()
         acc.driver.execute_on_buffers()
-        t2 = time.perf_counter()
+        t2 = clock()
         if i >= cfg.warmup:
             end_to_end.append(t1 - t0)
             on_buffers.append(t2 - t1)

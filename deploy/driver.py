@@ -35,8 +35,9 @@ class DmaDriver:
     ap_done=2, ap_idle=4)."""
 
     def __init__(self, overlay, allocate: Callable, io: IOSpec, *, fclk_mhz: Callable[[], float],
-                 batch_size: int = 1) -> None:
-        self.overlay, self.allocate, self.io, self._fclk = overlay, allocate, io, fclk_mhz
+                 batch_size: int = 1, clock: Callable[[], float] = time.perf_counter) -> None:
+        # `clock`: the board's time in seconds (a simulated board advances it by simulated cycles)
+        self.overlay, self.allocate, self.io, self._fclk, self.clock = overlay, allocate, io, fclk_mhz, clock
         self.idma = [getattr(overlay, name) for name in io.idma_names]
         self.odma = [getattr(overlay, name) for name in io.odma_names]
         self.ibuf_packed_device: list = []
@@ -162,9 +163,9 @@ class DmaDriver:
         """One run on the allocated buffers plus the driver's own overheads, with the field
         names of finn-plus-driver's throughput_test."""
         res: dict = {}
-        start = time.perf_counter()
+        start = self.clock()
         self.execute_on_buffers()
-        runtime = time.perf_counter() - start
+        runtime = self.clock() - start
         res["runtime[ms]"] = runtime * 1000
         res["throughput[images/s]"] = self._batch_size / runtime
         total_in = sum(int(np.prod(self.ishape_packed(i))) for i in range(self.num_inputs))
@@ -230,12 +231,15 @@ class Accelerator:
     """What the benchmark drives: model-level input (as the trained network takes it) in,
     model-level output out, through whichever driver was selected."""
 
-    def __init__(self, driver, pkg: Package, *, backend: str, simulated: bool, notes: list | None = None) -> None:
+    def __init__(self, driver, pkg: Package, *, backend: str, simulated: bool, notes: list | None = None,
+                 cycle_accurate: bool = False) -> None:
         self.driver, self.pkg, self.backend, self.simulated = driver, pkg, backend, simulated
+        self.cycle_accurate = cycle_accurate     # simulated board whose clock counts RTL cycles
         self.io = IOSpec.from_driver_information(pkg.driver_information())
         wrap = pkg.manifest["io"]
         self.model_input_shape = tuple(wrap["model_input_shape"])
         self.pre, self.post = wrap["pre"], wrap["post"]
+        self.native = wrap.get("native_input")
         self.notes = notes or []
 
     def to_accel(self, x) -> np.ndarray:
@@ -245,14 +249,16 @@ class Accelerator:
         want = self.model_input_shape[1:]
         if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != tuple(want):
             raise InputError(f"input shape {tuple(x.shape)}: the network takes (N, {', '.join(map(str, want))})")
+        if self.native is not None:   # the accelerator takes the dataset's integer codes
+            x = np.rint(x / self.native["scale"]).astype(np.float32)
         for op in self.pre:
-            x = _apply(op, x)
+            x = apply_host_op(op, x)
         check_accel_input(self.io, x)
         return x
 
     def from_accel(self, y: np.ndarray) -> np.ndarray:
         for op in self.post:
-            y = _apply(op, y)
+            y = apply_host_op(op, y)
         return y
 
     def set_batch(self, n: int) -> None:
@@ -268,11 +274,15 @@ class Accelerator:
         return np.concatenate([self.run(x[i:i + batch]) for i in range(0, len(x), batch)])
 
 
-def _apply(op: dict, x: np.ndarray) -> np.ndarray:
+def apply_host_op(op: dict, x: np.ndarray) -> np.ndarray:
+    """One host-side op of the manifest (reshape, transpose, output scale or bias) on a batch."""
     if op["op"] == "reshape":
         return x.reshape((x.shape[0],) + tuple(op["shape"]))
     if op["op"] == "transpose":
         return np.transpose(x, op["perm"])
+    if op["op"] in ("mul", "add"):   # the output dequantization: per-channel scale or bias
+        const = np.asarray(op["const"], dtype=np.float32).reshape(op["shape"])
+        return (x * const if op["op"] == "mul" else x + const).astype(np.float32)
     raise DeployError(f"CPU-side op {op['op']!r} in the manifest is not supported by this driver")
 
 
@@ -291,9 +301,11 @@ def open_accelerator(pkg: Package, *, sim: bool, driver: str = "auto", sim_compu
 
         board = SimBoard(pkg, sim_compute)
         io = IOSpec.from_driver_information(pkg.driver_information())
-        return Accelerator(DmaDriver(board.overlay, board.allocate, io, fclk_mhz=lambda: board.clk_mhz), pkg,
-                           backend="a2qflow driver on the simulated board (FINN python execution of the HW graph)",
-                           simulated=True, notes=board.notes)
+        backend = ("a2qflow driver on the simulated board (cycle-accurate RTL, Verilator)" if board.cycle_accurate
+                   else "a2qflow driver on the simulated board (FINN python execution of the HW graph)")
+        return Accelerator(DmaDriver(board.overlay, board.allocate, io, fclk_mhz=lambda: board.clk_mhz,
+                                     clock=board.clock), pkg, backend=backend, simulated=True, notes=board.notes,
+                           cycle_accurate=board.cycle_accurate)
     version = finn_plus_driver_version()
     if driver == "finn-plus" and version is None:
         raise DeployError("--driver finn-plus: finn-plus-driver is not installed (pip install finn-plus-driver "

@@ -1,5 +1,4 @@
-"""The simulated board: pynq's call surface on the build host, with an accelerator that runs
-the package's HW graph by FINN python execution.
+"""The simulated board: pynq's call surface on the build host, with an accelerator behind it.
 
 pynq 4.0 needs numpy<2 and cannot live in the host environment (numpy 2), so this is a
 minimal stand-in with the surface the driver uses, not a `pynq.Device` subclass:
@@ -8,15 +7,20 @@ minimal stand-in with the surface the driver uses, not a `pynq.Device` subclass:
   after `invalidate()`, as on a Zynq with cacheable buffers (a driver that forgets either
   gets stale data here too);
 - `SimOverlay` has FINN's IODMA instances (`idma0`, `odma0`) with their AXI-lite registers;
-  starting the input DMA reads the packed frames from "DRAM", unpacks them with FINN's own
-  packing (an independent check of the driver's), runs the HW graph, packs the result and
-  writes it where the output DMA points.
-Only the build host runs this: finn and qonnx are imported when a board is created.
+  starting the input DMA reads the packed frames from "DRAM", runs the accelerator, and
+  writes its packed output where the output DMA points.
+The accelerator is, where the package carries one, the whole design stitched from FINN's RTL
+and compiled with Verilator at build time (`RTLAccelerator`: cycle-accurate; the board's
+clock advances by the simulated cycles, so throughput and latency come from the hardware
+description at the board clock). Otherwise FINN's python execution of the HW graph
+(`HWGraphAccelerator`: bit-exact, but its times are host wall clock, labelled so).
+Only the build host runs this: it needs the compiled simulator or finn and qonnx.
 """
 from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -25,6 +29,7 @@ import numpy as np
 from .errors import DeployError
 from .io_spec import IOSpec
 from .manifest import Package
+from .packing import pack, parse_dtype, unpack_int
 
 AP_START, AP_DONE, AP_IDLE = 0x1, 0x2, 0x4
 
@@ -214,22 +219,91 @@ class HWGraphAccelerator:
         return frames
 
 
+class RTLAccelerator:
+    """Packed input frames -> packed output frames through the package's compiled whole-design
+    simulator (Verilator, build_flows.stitch): each call streams the frames through the RTL and
+    adds the cycles it took to `cycles`."""
+
+    def __init__(self, folder: Path, io) -> None:
+        import json
+
+        self.dir = Path(folder)
+        self.design = json.loads((self.dir / "design.json").read_text())
+        self.binary = self.dir / self.design["binary"]
+        if not self.binary.is_file():
+            raise DeployError(f"the package's simulator {self.binary} is missing")
+        self.io = io
+        self.in_dt, self.out_dt = parse_dtype(self.design["in_dtype"]), parse_dtype(self.design["out_dtype"])
+        self.cycles = 0                 # simulated cycles of every frame run so far
+        self.frames_run = 0
+
+    def _words(self, key: str) -> int:
+        return int(np.prod(self.design[key][1:-1]))
+
+    def __call__(self, packed: np.ndarray) -> list[np.ndarray]:
+        import subprocess
+
+        n = len(packed)
+        per_word_in, per_word_out = self.design["in_shape"][-1], self.design["out_shape"][-1]
+        codes = unpack_int(np.ascontiguousarray(packed).reshape(n * self._words("in_shape"), -1), self.in_dt,
+                           per_word_in)
+        words = pack(codes, self.in_dt)
+        words = np.pad(words, ((0, 0), (0, 4 * -(-self.design["in_width"] // 32) - words.shape[1])))
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            (tmp / "in.bin").write_bytes(words.tobytes())
+            proc = subprocess.run([str(self.binary.resolve()), str(tmp / "in.bin"), str(tmp / "out.bin"),
+                                   str(tmp / "times.bin"), str(n), str(self._words("in_shape")),
+                                   str(self._words("out_shape")), "0"],
+                                  cwd=self.dir, capture_output=True, text=True, timeout=3600)
+            if proc.returncode:
+                raise DeployError(f"the simulated accelerator failed (exit {proc.returncode}): "
+                                  f"{(proc.stderr or proc.stdout).strip()[-300:]}")
+            cycles = int(proc.stdout.split("cycles=")[1].split()[0])
+            out_bytes = 4 * -(-self.design["out_width"] // 32)
+            out = np.fromfile(tmp / "out.bin", dtype=np.uint8).reshape(-1, out_bytes)
+        values = unpack_int(out, self.out_dt, per_word_out).reshape(n * self._words("out_shape"), per_word_out)
+        frames = pack(values, self.out_dt).reshape(n, -1)
+        self.cycles += cycles
+        self.frames_run += n
+        return list(frames.reshape((n,) + tuple(self.io.oshape_packed[0][1:])))
+
+
 class SimBoard:
-    """The package's board, simulated: device, overlay and accelerator wired together."""
+    """The package's board, simulated: device, overlay and accelerator wired together, and
+    the board's clock: simulated cycles at the board clock for the RTL accelerator, host wall
+    clock for python execution."""
 
     def __init__(self, pkg: Package, compute: Callable | None = None) -> None:
         self.pkg = pkg
         self.clk_mhz = float(pkg.manifest["clk_mhz"])
         io = IOSpec.from_driver_information(pkg.driver_information())
         self.device = SimDevice(f"simulated {pkg.board}")
-        self.accelerator = compute or HWGraphAccelerator(pkg.path("hw_graph"), io)
+        rtl = pkg.manifest.get("accelerator_sim")
+        if compute is not None:
+            self.accelerator, self.cycle_accurate = compute, False
+        elif rtl:
+            self.accelerator, self.cycle_accurate = RTLAccelerator(pkg.root / rtl["dir"], io), True
+        else:
+            self.accelerator, self.cycle_accurate = HWGraphAccelerator(pkg.path("hw_graph"), io), False
         self.overlay = SimOverlay(self.device, io, self.accelerator)
         graph = pkg.manifest.get("hw_graph_step")
         graph = f"the HW graph saved after {graph}" if graph else "the final HW graph"
-        self.notes = [f"simulated {pkg.board}: every timing is host-side python execution of {graph}, "
-                      "not a board measurement"]
+        if self.cycle_accurate:
+            self.notes = [f"simulated {pkg.board}, cycle-accurate RTL: the whole accelerator stitched from FINN's RTL, "
+                          f"simulated in Verilator; times are simulated cycles at {self.clk_mhz:g} MHz (DMA and "
+                          "host-side packing not included)"]
+        else:
+            self.notes = [f"simulated {pkg.board}: every timing is host wall clock of FINN's python execution of "
+                          f"{graph}, not a board measurement"]
         if pkg.driver_information().get("runtime_weights"):
             self.notes.append("runtime-writeable weights: the simulated accelerator takes them from the HW graph")
+
+    def clock(self) -> float:
+        """Seconds on the board's clock: simulated cycles / clock for the RTL accelerator."""
+        if self.cycle_accurate:
+            return self.accelerator.cycles / (self.clk_mhz * 1e6)
+        return time.perf_counter()
 
     def allocate(self, shape, dtype=np.uint8, **kwargs) -> SimBuffer:
         return self.device.allocate(shape, dtype, **kwargs)

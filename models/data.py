@@ -32,7 +32,7 @@ from a2qflow.errors import A2qflowError
 
 from .catalog import DATASET_NAMES
 
-__all__ = ["DATASETS", "Dataset", "DatasetError", "EXPECTED_FILES", "load_dataset", "read_idx",
+__all__ = ["DATASETS", "Dataset", "DatasetError", "EXPECTED_FILES", "NATIVE_INPUTS", "load_dataset", "read_idx",
            "sr_pair", "stratified_split", "to_y"]
 
 DATASETS: tuple[str, ...] = DATASET_NAMES
@@ -60,6 +60,17 @@ _PHOTOS_TEST_GRID = 4  # 4 x 4 = up to 16 crops per image
 _PHOTOS_TRAIN = ("astronaut", "camera", "coffee", "rocket", "hubble_deep_field",
                  "motorcycle", "moon", "brick", "grass", "gravel", "text")
 _PHOTOS_TEST = ("chelsea", "coins", "page")
+
+
+# The integers each dataset's inputs come from (x = code * scale), where they do: an
+# accelerator can take these codes and absorb the scale into its first thresholds, as FINN's
+# examples take UINT8 pixels. mnist1d (signed floats) and the super-resolution sets (the Y
+# channel of a colour conversion) have none, and keep float inputs.
+NATIVE_INPUTS: dict[str, dict] = {
+    "digits": {"dtype": "UINT5", "scale": 1 / 16},     # scikit-learn's 8x8 digits: 0..16
+    "mnist": {"dtype": "UINT8", "scale": 1 / 255},
+    "cifar10": {"dtype": "UINT8", "scale": 1 / 255},
+}
 
 
 class DatasetError(A2qflowError, ValueError):

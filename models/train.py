@@ -66,8 +66,11 @@ def seed_everything(seed: int) -> None:
 
 def dataset_info(ds: Dataset) -> dict:
     """What a checkpoint needs to rebuild the network without loading the data."""
+    from .data import NATIVE_INPUTS
+
     return {"name": ds.name, "task": ds.task, "input_shape": list(ds.input_shape),
-            "num_classes": ds.num_classes, "input_signed": ds.input_signed, "upscale": ds.upscale}
+            "num_classes": ds.num_classes, "input_signed": ds.input_signed, "upscale": ds.upscale,
+            "native_input": NATIVE_INPUTS.get(ds.name)}
 
 
 def build_model(model: str, recipe: Recipe, info: dict, **kwargs) -> nn.Module:

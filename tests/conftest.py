@@ -60,3 +60,19 @@ def tfc_run(tfc_a2qplus, tfc_a2qplus_onnx, tmp_path_factory):
                  log=lambda line: None)
     package.package_run(result.folder, checkpoint=tfc_a2qplus, max_samples=64)
     return out
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """`a2qflow demo`, the README's main job, run once: the default TFC trained on digits,
+    built with the oss flow (Yosys, per-layer and whole-design Verilator simulation),
+    packaged and benchmarked on the cycle-accurate simulated board. Tests read it; tests that
+    change a run folder work on a copy."""
+    from click.testing import CliRunner
+
+    from a2qflow.cli import main
+
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    result = CliRunner().invoke(main, ["demo", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out, result.output
