@@ -28,3 +28,4 @@ class A2qflowDataflowConfig(DataflowBuildConfig):
     a2qflow_integer_io: bool = True          # integer codes in, integer accumulators out (build_flows.boundary)
     a2qflow_test_samples: int = 500          # test samples streamed through the whole simulated accelerator
     a2qflow_jobs: int = 1                    # Yosys runs and Verilator compiles at once
+    a2qflow_prefer_rtl: bool = False         # oss flow: RTL layers wherever FINN's rules allow (weights kept narrow)

@@ -115,7 +115,8 @@ def dataflow_config(board: Board, folder: rf.RunFolder, flow: str, steps: list, 
         a2qflow_fallback_fps=config.target_fps or DEFAULT_TARGET_FPS, a2qflow_synth_family=board.family,
         a2qflow_lut_only=config.lut_only, a2qflow_progress=config.progress,
         a2qflow_parity_samples=config.parity_samples, a2qflow_integer_io=config.integer_io,
-        a2qflow_test_samples=config.test_samples, a2qflow_jobs=config.jobs or min(4, os.cpu_count() or 1))
+        a2qflow_test_samples=config.test_samples, a2qflow_jobs=config.jobs or min(4, os.cpu_count() or 1),
+        a2qflow_prefer_rtl=flow == "oss")
 
 
 @dataclass

@@ -169,3 +169,33 @@ class SizeAccumulators(Transformation):
         return NodeSizing(node.name, rec["name"] if rec else None, cert.method if rec else None,
                           cert.acc_bits if rec else None, cert.value_bits, cert.datatype_bits, finn_acc, acc.name,
                           runtime_weights)
+
+
+class KeepWeightsNarrow(Transformation):
+    """FINN's RTL MVU on DSP48E1 parts (Zynq-7000) takes only narrow-range weights (no
+    -2^(b-1)). a2qflow's recipes quantize weights narrow, but FINN's weight-width minimisation
+    can pick a datatype whose minimum the weights reach (weights -4..3 become INT3), after which
+    FINN builds that layer as HLS, which nothing here can synthesize or simulate. One bit more
+    of weight datatype keeps the weights narrow and the layer RTL; `widened` lists the nodes."""
+
+    def __init__(self, fpgapart: str):
+        super().__init__()
+        self.fpgapart = fpgapart
+        self.widened: list[str] = []
+
+    def apply(self, model: ModelWrapper):
+        from finn.util.basic import get_dsp_block
+
+        if get_dsp_block(self.fpgapart) != "DSP48E1":
+            return model, False
+        for node in dot_product_nodes(model):
+            inst = getCustomOp(node)
+            weights = model.get_initializer(node.input[1])
+            wdt = inst.get_input_datatype(1)
+            binary = "binaryXnorMode" in inst.get_nodeattr_types() and inst.get_nodeattr("binaryXnorMode")
+            if weights is None or binary or not wdt.signed() or wdt.bitwidth() < 2 or weights.min() > wdt.min():
+                continue
+            inst.set_nodeattr("weightDataType", f"INT{wdt.bitwidth() + 1}")
+            model.set_tensor_datatype(node.input[1], DataType[f"INT{wdt.bitwidth() + 1}"])
+            self.widened.append(node.name)
+        return model, False

@@ -205,8 +205,10 @@ def step_a2qflow_size_accumulators_initial(model: ModelWrapper, cfg) -> ModelWra
 
 @recorded
 def step_a2qflow_size_accumulators(model: ModelWrapper, cfg) -> ModelWrapper:
-    """After FINN's final width minimisation (which may widen again): sized to P once more."""
-    return _size(model, cfg, rf.SIZING)
+    """After FINN's final width minimisation (which may widen accumulators again and narrow
+    weight datatypes): sized to P once more, weights kept narrow for the RTL MVU."""
+    model = _size(model, cfg, rf.SIZING)
+    return _keep_weights_narrow(model, cfg) if cfg.a2qflow_prefer_rtl else model
 
 
 @recorded
@@ -243,6 +245,19 @@ def step_a2qflow_prefer_rtl(model: ModelWrapper, cfg) -> ModelWrapper:
     weights, VVAU off Versal); those layers are reported as not synthesized."""
     for node in dot_product_nodes(model):
         getCustomOp(node).set_nodeattr("preferred_impl_style", "rtl")
+    return _keep_weights_narrow(model, cfg)
+
+
+def _keep_weights_narrow(model: ModelWrapper, cfg) -> ModelWrapper:
+    """Weight datatypes that keep FINN's RTL MVU possible on DSP48E1 parts (sizing.KeepWeightsNarrow);
+    reports/weights_narrow.json lists the layers that got one more weight bit."""
+    from .sizing import KeepWeightsNarrow
+
+    keep = KeepWeightsNarrow(cfg.fpga_part)
+    model = model.transform(keep)
+    folder = _folder(cfg)
+    earlier = folder.read_report(rf.WEIGHTS_NARROW, [])
+    folder.write_report(rf.WEIGHTS_NARROW, sorted(set(earlier) | set(keep.widened)))
     return model
 
 

@@ -104,3 +104,20 @@ def test_binary_layers_are_sized_and_checked_as_popcounts(xdt, wdt, xnor):
     assert acc.max() >= k and acc.min() <= 0 and acc.bitwidth() == 8    # 0..64: INT8, FINN's formula gives INT7
     result = overflow.check_node(model, model.graph.node[0], None)
     assert result["worst_case_wraps"] == 0 and result["worst_case_wraps_at_p_minus_1"] == 8   # 64 needs all 8 bits
+
+
+@pytest.mark.parametrize("part, widened", [("xc7z020clg400-1", True), ("xczu7ev-ffvc1156-2-e", False)])
+def test_weights_reaching_the_datatype_minimum_are_kept_narrow_on_dsp48e1(part, widened):
+    """FINN builds the RTL MVU on DSP48E1 only for narrow weights; its own minimisation can
+    make narrow-quantized weights non-narrow (-4..3 typed INT3). One more weight bit keeps the
+    layer RTL there; on DSP48E2 parts nothing changes."""
+    from a2qflow.build_flows.sizing import KeepWeightsNarrow
+
+    model = mvau_graph(acc_bits=12, mw=16, mh=4, pe=2, simd=4, wdt="INT3")
+    w = np.random.default_rng(0).integers(-4, 4, size=(16, 4)).astype(np.float32)
+    w[0, 0] = -4
+    model.set_initializer("weights", w)
+    keep = KeepWeightsNarrow(part)
+    model = model.transform(keep)
+    wdt = getCustomOp(model.graph.node[0]).get_nodeattr("weightDataType")
+    assert (wdt, keep.widened) == (("INT4", ["MVAU_rtl_0"]) if widened else ("INT3", []))
