@@ -63,10 +63,17 @@ def sim_graph(folder: RunFolder) -> tuple[Path, str]:
         p.stem for p in sorted(models.glob("step_*.onnx"), key=lambda p: p.stat().st_mtime)]
     for step in reversed(steps):
         path = folder.intermediate(step)
-        if path.is_file() and _all_hw(ModelWrapper(str(path))):
+        if path.is_file() and _all_hw(_read_graph(path)):
             return path, step
     raise PackageError(f"{models}: no saved HW graph (all nodes FINN HW layers); did the build reach "
                        "step_create_dataflow_partition?")
+
+
+def _read_graph(path: Path) -> ModelWrapper:
+    try:
+        return ModelWrapper(str(path))
+    except Exception as e:      # protobuf's DecodeError and friends: a damaged file, said as such
+        raise PackageError(f"{path}: not a readable ONNX graph ({type(e).__name__})") from None
 
 
 def _all_hw(model: ModelWrapper) -> bool:
@@ -334,7 +341,8 @@ def package_run(run: str | Path | RunFolder, board: Board | str | None = None, *
 
 def package_is_current(folder: RunFolder) -> bool:
     """The package still matches the run: same HW graph, bitfile and hwh (checksums), and
-    the board code of this a2qflow (an older copy makes the package stale too)."""
+    the board code of this a2qflow (an older copy makes the package stale too), and every
+    file the manifest lists is still in the package as written."""
     try:
         manifest = json.loads((folder.package / MANIFEST).read_text())
         graph, _ = sim_graph(folder)
@@ -351,8 +359,13 @@ def package_is_current(folder: RunFolder) -> bool:
     if shipped_code != {rel for rel in sources if rel.startswith(f"{MODULE_NAME}/")} or bool(
             manifest.get("bitfile")) != bool(bitfile):
         return False
-    return all(rel in files and src.is_file() and files[rel]["sha256"] == sha256_file(src)
-               for rel, src in sources.items())
+    sources_unchanged = all(rel in files and src.is_file() and files[rel]["sha256"] == sha256_file(src)
+                            for rel, src in sources.items())
+    return sources_unchanged and all(_shipped_intact(folder.package / rel, entry) for rel, entry in files.items())
+
+
+def _shipped_intact(path: Path, entry: dict) -> bool:
+    return path.is_file() and entry.get("sha256") == sha256_file(path)
 
 
 def ensure_package(folder: RunFolder, checkpoint: str | None = None, samples: int = 500,
