@@ -64,6 +64,12 @@ ENV PATH=/opt/a2qflow/.venv/bin:${PATH} \
     FINN_DEPS=/opt/finn_deps \
     YOWASP_CACHE_DIR=/home/${USER_NAME}/.cache/YoWASP
 
+# One instruction-set path for torch, oneDNN and MKL on any x86 host: the same seed then gives
+# the same trained bits everywhere (train.json records these under "runtime").
+ENV ATEN_CPU_CAPABILITY=avx2 \
+    ONEDNN_MAX_CPU_ISA=AVX2 \
+    MKL_CBWR=COMPATIBLE
+
 # Yosys (WebAssembly) compiles itself to machine code on its first run (~70 s, ~210 MB):
 # do it now, as the runtime user, so a container starts fast.
 USER ${USER_UID}:${USER_UID}

@@ -131,6 +131,8 @@ def recipe_options(fn):
                      help="bits of the first layer's input quantizer"),
         click.option("--depthwise-recipe", default=C.DEFAULT_DEPTHWISE_METHOD, show_default=True,
                      type=click.Choice(RECIPE_NAMES), help="recipe of depthwise convs (A2Q+ paper: A2Q does better)"),
+        click.option("--first-recipe", default=None, type=click.Choice(RECIPE_NAMES),
+                     help="recipe of the first layer [default: --recipe]; a2q suits conv nets under a2q+"),
         click.option("--first-layer", default="constrained", show_default=True,
                      type=click.Choice(["constrained", "unconstrained"])),
         click.option("--last-layer", default="constrained", show_default=True,
@@ -158,6 +160,8 @@ def training_options(fn):
                      help="start from this float state_dict instead of float pre-training"),
         click.option("--no-ep-init", is_flag=True, help="skip Euclidean-projection initialisation"),
         click.option("--seed", default=C.DEFAULT_SEED, show_default=True, type=click.IntRange(min=0)),
+        click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1),
+                     help="torch threads while training (fixed: the count changes the weights)"),
         click.option("--limit", type=click.IntRange(min=1), default=None, help="cap train/test samples (quick runs)"),
     ]):
         fn = decorator(fn)
@@ -173,14 +177,15 @@ def _train_config(o: dict):
         recipe = Recipe(method=o["method"], weight_bits=o["weight_bits"], act_bits=o["act_bits"],
                         input_bits=o["input_bits"], acc_bits=o["acc_bits"],
                         layer_acc_bits=_layer_bits(o["layer_acc_bits"]), depthwise_method=o["depthwise_recipe"],
-                        first_layer=o["first_layer"], last_layer=o["last_layer"],
+                        first_method=o["first_recipe"], first_layer=o["first_layer"], last_layer=o["last_layer"],
                         last_weight_bits=o["last_weight_bits"])
     except ValueError as err:
         raise click.UsageError(str(err)) from err
     return TrainConfig(model=o["model"], dataset=o["dataset"], data_dir=o["data_dir"], recipe=recipe,
                        model_kwargs={"width": o["width"]} if o["width"] != 1.0 else {},
                        float_epochs=o["float_epochs"], qat_epochs=o["qat_epochs"], seed=o["seed"],
-                       ep_init=not o["no_ep_init"], float_checkpoint=o["float_checkpoint"], limit=o["limit"])
+                       ep_init=not o["no_ep_init"], float_checkpoint=o["float_checkpoint"], limit=o["limit"],
+                       threads=o["threads"])
 
 
 @main.command()

@@ -10,8 +10,10 @@ checked. Only a graph that passes all three is written under its final name.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import random
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +101,18 @@ def check_parity(onnx_model: ModelWrapper, model: nn.Module, x: torch.Tensor, cl
     return parity.compare(out, ref, classification, "export", reference="brevitas model")
 
 
+@contextlib.contextmanager
+def _seeded_tensor_names():
+    """qonnx names new tensors from Python's global `random`: seeded here so the same model
+    exports to the same bytes; the caller's random state is restored after."""
+    state = random.getstate()
+    random.seed(0)
+    try:
+        yield
+    finally:
+        random.setstate(state)
+
+
 def export(model: nn.Module, samples: torch.Tensor, path: str | Path, *, classification: bool = True,
            extra_metadata: dict | None = None) -> tuple[Path, list[certificate.LayerCert], parity.ParityReport]:
     """Export, fix weights, record metadata, prove parity on `samples`, certify.
@@ -113,9 +127,10 @@ def export(model: nn.Module, samples: torch.Tensor, path: str | Path, *, classif
     model = model.cpu().eval()
     records = layer_records(model, samples[:8])
     staging = path.with_suffix(".rejected.onnx")
-    export_qonnx(model, args=samples[:1], export_path=str(staging), dynamo=False)
-    onnx_model = ModelWrapper(str(staging)).transform(InferShapes())
-    _fix_weights(onnx_model, model, records)
+    with _seeded_tensor_names():
+        export_qonnx(model, args=samples[:1], export_path=str(staging), dynamo=False)
+        onnx_model = ModelWrapper(str(staging)).transform(InferShapes())
+        _fix_weights(onnx_model, model, records)
     onnx_model.set_metadata_prop(certificate.LAYERS_KEY, json.dumps(records))
     onnx_model.set_metadata_prop("a2qflow.version", __version__)
     for key, value in (extra_metadata or {}).items():

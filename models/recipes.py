@@ -10,7 +10,9 @@ Defaults follow A2Q+ (ICML 2024):
 * depthwise convolutions use A2Q even in the `a2q+` recipe (their tiny K gains little from
   zero-centring; the paper's Fig. 4) — `depthwise_method`;
 * the first layer sees `input_bits`-bit inputs (4 by default, the embedded default's) and is
-  constrained like every other layer unless `first_layer="unconstrained"`;
+  constrained like every other layer unless `first_layer="unconstrained"`; `first_method`
+  gives it its own recipe (A2Q+ makes every first-layer filter sum to zero, which discards
+  local brightness: conv nets recover far better after init with A2Q there, still within P);
 * the last layer is constrained too unless `last_layer="unconstrained"`, in which case it
   gets plain per-channel weights of `last_weight_bits` bits (8 by default) and no P.
 Every constrained layer gets the global P unless `layer_acc_bits` names it.
@@ -97,6 +99,7 @@ class Recipe:
     acc_bits: int = catalog.DEFAULT_ACC_BITS
     layer_acc_bits: dict[str, int] = field(default_factory=dict)
     depthwise_method: str = catalog.DEFAULT_DEPTHWISE_METHOD
+    first_method: str | None = None      # None: the recipe's method
     first_layer: str = "constrained"     # or "unconstrained"
     last_layer: str = "constrained"      # or "unconstrained"
     last_weight_bits: int = catalog.DEFAULT_LAST_WEIGHT_BITS
@@ -109,6 +112,8 @@ class Recipe:
             raise ValueError(f"unknown recipe {self.method!r}; valid: {', '.join(METHODS)}")
         if self.depthwise_method not in METHODS:
             raise ValueError(f"unknown depthwise_method {self.depthwise_method!r}; valid: {', '.join(METHODS)}")
+        if self.first_method is not None and self.first_method not in METHODS:
+            raise ValueError(f"unknown first_method {self.first_method!r}; valid: {', '.join(METHODS)}")
         for opt in ("first_layer", "last_layer"):
             if getattr(self, opt) not in ("constrained", "unconstrained"):
                 raise ValueError(f"{opt} must be 'constrained' or 'unconstrained', got {getattr(self, opt)!r}")
@@ -134,6 +139,8 @@ class Recipe:
     def layer_spec(self, name: str, *, input_bits: int, input_signed: bool, depthwise: bool = False,
                    first: bool = False, last: bool = False) -> LayerSpec:
         method = self.depthwise_method if depthwise and self.method != "qat" else self.method
+        if first and self.first_method is not None:
+            method = self.first_method
         unconstrained = (first and self.first_layer == "unconstrained") or (
             last and self.last_layer == "unconstrained")
         weight_bits = self.weight_bits

@@ -40,6 +40,16 @@ def test_depthwise_uses_a2q_in_a2qplus_recipe_by_default():
     assert all(layer.a2qflow_spec.method == "a2q+" for _, layer in weight_layers(model))
 
 
+def test_first_layer_recipe_keeps_p_and_leaves_the_others():
+    model = build("resnet", Recipe(method="a2q+", acc_bits=13, first_method="a2q"))
+    specs = [layer.a2qflow_spec for _, layer in weight_layers(model)]
+    assert specs[0].method == "a2q" and specs[0].acc_bits == 13
+    assert issubclass(weight_layers(model)[0][1].weight_quant.quant_injector, A2QWeight)
+    assert all(s.method == "a2q+" for s in specs[1:])
+    with pytest.raises(ValueError, match="unknown first_method 'a2q-'"):
+        Recipe(first_method="a2q-")
+
+
 def test_per_layer_acc_bits_and_first_last_options():
     recipe = Recipe(method="a2q+", acc_bits=12, input_bits=8, layer_acc_bits={"fc.1": 18},
                     first_layer="unconstrained", last_layer="unconstrained", last_weight_bits=8)
