@@ -379,15 +379,18 @@ def _recipes(ctx, param, text: str) -> tuple[str, ...]:
 @click.option("--float-epochs", default=C.DEFAULT_FLOAT_EPOCHS, show_default=True, type=click.IntRange(min=0))
 @click.option("--qat-epochs", default=C.DEFAULT_QAT_EPOCHS, show_default=True, type=click.IntRange(min=0))
 @click.option("--lut-only", is_flag=True, help="synthesize without DSP inference (FINN's LUT-fabric MVAUs)")
+@click.option("--runtime-weights", is_flag=True,
+              help="also build each a2q/a2q+ cell with runtime-writeable weights: guaranteed P vs FINN's datatype sizing")
 @click.option("--out", type=click.Path(), default=None, help="default runs/compare-<model>-<board>")
 def compare_acc(model: str, dataset: str, board: str, acc_bits: tuple[int, ...], recipes: tuple[str, ...], seeds: int,
-                input_bits: int, float_epochs: int, qat_epochs: int, lut_only: bool, out: str | None) -> None:
+                input_bits: int, float_epochs: int, qat_epochs: int, lut_only: bool, runtime_weights: bool,
+                out: str | None) -> None:
     """Train, export, build and synthesize (Yosys) each recipe x P x seed; LUT vs P and accuracy."""
     from a2qflow.build_flows import compare
 
     spec = compare.GridSpec(model=model, dataset=dataset, board=_board(board), recipes=recipes, acc_bits=acc_bits,
                             seeds=tuple(range(seeds)), input_bits=input_bits, float_epochs=float_epochs,
-                            qat_epochs=qat_epochs, lut_only=lut_only)
+                            qat_epochs=qat_epochs, lut_only=lut_only, runtime_weights=runtime_weights)
     root = Path(out or f"runs/compare-{model}-{spec.board}")
     results, head = compare.run_grid(spec, root, console)
     _finish_grid(head, results, root)

@@ -3,7 +3,9 @@
 A comparison is a grid of cells. A cell trains (or reuses) one network for one recipe, P and
 seed, exports it, builds it with FINN (estimate flow) and synthesizes its layers with Yosys.
 Baseline cells build the `qat` network with INT32 accumulators and with FINN's value-based
-widths. Each finished cell writes `cells/<key>/result.json`; a rerun skips finished cells,
+widths. With `runtime_weights`, every a2q/a2q+ cell has two more designs whose weights are
+writeable at run time: a2qflow's guaranteed P (any weights within the trained bound fit) and
+FINN's own sizing for such weights, from the datatypes' worst case. Each finished cell writes `cells/<key>/result.json`; a rerun skips finished cells,
 so an interrupted comparison resumes. Float pre-training is shared by all cells of a seed.
 Results: `results.csv`/`results.json`, plots (PNG + SVG) and `summary.md`.
 """
@@ -26,6 +28,13 @@ from .run_folder import SIZING, SYNTH, read_json, write_json, write_text_atomic
 from .summary import write_summary
 
 BASELINES = ("int32", "value")
+# runtime-writeable weights: the guaranteed P against FINN's datatype-bound sizing
+RUNTIME_SIZINGS = ("runtime-guaranteed", "runtime-datatype")
+
+
+def build_sizing(sizing: str) -> tuple[str, bool]:
+    """A cell's sizing -> (BuildConfig.sizing, runtime_weights)."""
+    return (sizing.removeprefix("runtime-"), True) if sizing in RUNTIME_SIZINGS else (sizing, False)
 
 
 GRID_MARKER = "grid.json"
@@ -104,7 +113,7 @@ class Cell:
     recipe: str
     acc_bits: int | None      # None for baselines
     seed: int
-    sizing: str               # guaranteed | int32 | value
+    sizing: str               # guaranteed | int32 | value | runtime-guaranteed | runtime-datatype
 
     @property
     def key(self) -> str:
@@ -128,6 +137,7 @@ class GridSpec:
     torch_threads: int = 1    # fixed: float sums in training depend on the thread count, and a cell
                               # must give the same numbers serially, on a Dask worker or elsewhere
     train_kwargs: dict = field(default_factory=dict)
+    runtime_weights: bool = False   # also the runtime-writeable designs of every a2q/a2q+ cell
 
     def cells(self) -> list[Cell]:
         out = []
@@ -136,8 +146,9 @@ class GridSpec:
                 if recipe == "qat":
                     out += [Cell(self.model, self.dataset, self.board, "qat", None, seed, s) for s in BASELINES]
                 else:
-                    out += [Cell(self.model, self.dataset, self.board, recipe, p, seed, "guaranteed")
-                            for p in self.acc_bits]
+                    sizings = ("guaranteed", *RUNTIME_SIZINGS) if self.runtime_weights else ("guaranteed",)
+                    out += [Cell(self.model, self.dataset, self.board, recipe, p, seed, s)
+                            for p in self.acc_bits for s in sizings]
         return out
 
 
@@ -186,7 +197,7 @@ def _train_config(cell: Cell, spec: GridSpec, float_ckpt: Path):
 
     recipe = Recipe(method=cell.recipe, acc_bits=cell.acc_bits or 32, input_bits=spec.input_bits)
     return TrainConfig(model=cell.model, dataset=cell.dataset, recipe=recipe, seed=cell.seed,
-                       float_epochs=spec.float_epochs, qat_epochs=spec.qat_epochs,
+                       float_epochs=spec.float_epochs, qat_epochs=spec.qat_epochs, threads=spec.torch_threads,
                        float_checkpoint=str(float_ckpt) if float_ckpt.is_file() else None, **spec.train_kwargs)
 
 
@@ -194,8 +205,6 @@ def run_cell(cell: Cell, spec: GridSpec, root: str | Path) -> dict:
     """Train -> export -> build -> synthesize one cell (the pipeline, oss flow); cached in
     cells/<key>/result.json. The first cell of a seed keeps its float pre-training in
     float/<model>-<dataset>-s<seed>/ for the others."""
-    import torch
-
     from .config import BuildConfig
     from .pipeline import PipelineConfig, run
 
@@ -209,17 +218,13 @@ def run_cell(cell: Cell, spec: GridSpec, root: str | Path) -> dict:
         return result
     t0 = time.perf_counter()
     float_dir = _float_dir(cell, root)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(spec.torch_threads)
-    try:
-        result = run(PipelineConfig(
-            train=_train_config(cell, spec, float_dir / "float.pt"), export_samples=100,
-            build=BuildConfig(board=cell.board, flow="oss", sizing=cell.sizing, model_name=cell.model,
-                              lut_only=spec.lut_only, package=False, rtl_sim=spec.rtl_sim,
-                              accelerator_sim=spec.rtl_sim, parity_samples=16, progress=False, jobs=1),
-            out=cell_dir / "build"), log=lambda line: None)
-    finally:
-        torch.set_num_threads(threads)
+    sizing, runtime_weights = build_sizing(cell.sizing)
+    result = run(PipelineConfig(
+        train=_train_config(cell, spec, float_dir / "float.pt"), export_samples=100,
+        build=BuildConfig(board=cell.board, flow="oss", sizing=sizing, runtime_weights=runtime_weights,
+                          model_name=cell.model, lut_only=spec.lut_only, package=False, rtl_sim=spec.rtl_sim,
+                          accelerator_sim=spec.rtl_sim, parity_samples=16, progress=False, jobs=1),
+        out=cell_dir / "build"), log=lambda line: None)
     folder = result.folder
     if not (float_dir / "float.pt").is_file() and (folder.train / "float.pt").is_file():
         write_json(float_dir / "settings.json", _settings(spec, FLOAT_SETTINGS))
@@ -236,6 +241,7 @@ def run_cell(cell: Cell, spec: GridSpec, root: str | Path) -> dict:
     result = {**asdict(cell), "key": cell.key, "accuracy": metrics.get("accuracy", metrics.get("psnr_db")),
               "metric": "accuracy" if "accuracy" in metrics else "psnr_db",
               "acc_widths": {s["node"]: s["acc"] for s in sizing},
+              "widths": [{k: s.get(k) for k in WIDTH_FIELDS} for s in sizing],
               "layers": synth["layers"], "lut": synth["total"]["lut"], "ff": synth["total"]["ff"],
               "dsp": synth["total"]["dsp"], "tool": synth["tool"],
               "build_status": result.record["status"], "unsynthesized": _unsynthesized(synth), "settings": settings,
@@ -243,6 +249,9 @@ def run_cell(cell: Cell, spec: GridSpec, root: str | Path) -> dict:
     write_json(done, result)
     (cell_dir / "error.json").unlink(missing_ok=True)
     return result
+
+
+WIDTH_FIELDS = ("node", "layer", "fan_in", "acc_bits", "value_bits", "datatype_bits", "acc")
 
 
 def _unsynthesized(synth: dict) -> list[str]:
@@ -331,10 +340,41 @@ def headline(rows: list[dict]) -> dict:
             "lut_ratio": base["lut"] / best["lut"] if best["lut"] else None}
 
 
+def runtime_headline(results: list[dict], head: dict) -> dict:
+    """Runtime-writeable weights: FINN's datatype-bound design against a2qflow's guaranteed-P
+    design with the same (trained) weights, so at equal accuracy: the LUT ratio per seed at
+    the headline's P and recipe (else the smallest P with both designs), mean ± std, and the
+    per-layer widths (K, P, value-based, datatype) that explain it."""
+    pairs: dict[tuple, dict] = {}
+    for r in results:
+        if r["sizing"] in RUNTIME_SIZINGS:
+            pairs.setdefault((r["recipe"], r["acc_bits"], r["seed"]), {})[r["sizing"]] = r
+    pairs = {k: v for k, v in pairs.items() if len(v) == 2}
+    if not pairs:
+        return {}
+    recipe, p = (head["recipe"], head["smallest_p"]) if head.get("smallest_p") else min(
+        {(k[0], k[1]) for k in pairs}, key=lambda rp: (rp[1], rp[0]))
+    chosen = sorted((k[2], v) for k, v in pairs.items() if k[:2] == (recipe, p))
+    if not chosen:
+        return {}
+    ratios = [v["runtime-datatype"]["lut"] / v["runtime-guaranteed"]["lut"] for _, v in chosen]
+    first = chosen[0][1]
+    finn_widths = {w["node"]: w["acc"] for w in first["runtime-datatype"].get("widths", [])}
+    layers = [{**w, "finn_acc": finn_widths.get(w["node"])} for w in first["runtime-guaranteed"].get("widths", [])]
+    return {"recipe": recipe, "acc_bits": p, "seeds": [seed for seed, _ in chosen],
+            "accuracy": statistics.mean(v["runtime-guaranteed"]["accuracy"] for _, v in chosen),
+            "guaranteed_lut": statistics.mean(v["runtime-guaranteed"]["lut"] for _, v in chosen),
+            "datatype_lut": statistics.mean(v["runtime-datatype"]["lut"] for _, v in chosen),
+            "lut_ratio": statistics.mean(ratios), "lut_ratio_std": statistics.stdev(ratios) if len(ratios) > 1 else None,
+            "layers": layers}
+
+
 PLOT_CAPTIONS = {
     "lut_vs_p": "Left: total LUTs (Yosys) of every MVAU/VVAU and thresholding layer against the guaranteed "
                 "accumulator width P, one line per recipe; dashed lines: the qat network with INT32 "
-                "accumulators (black) and with FINN's value-based widths (green). Right: the same per layer "
+                "accumulators (black) and with FINN's value-based widths (green); with runtime-writeable weights, "
+                "dash-dotted squares: a2qflow's guaranteed P, dotted triangles: FINN's datatype-bound sizing "
+                "(same weights, same accuracy). Right: the same per layer "
                 "for one recipe and seed (markers and dashes tell coinciding layers apart).",
     "accuracy_vs_p": "Test accuracy against P per recipe (mean over seeds, bars: standard deviation where "
                      "there are two or more seeds); dashed: the INT32 qat network.",
@@ -377,6 +417,9 @@ def write_outputs(results: list[dict], out: Path) -> dict:
     results = [r for r in results if r.get("status") != "failed" and not r.get("unsynthesized")]
     rows = aggregate(results)
     head = headline(rows)
+    runtime = runtime_headline(results, head)
+    if runtime:
+        head = {**head, "runtime_weights": runtime}
     write_json(out / "results.json", {"cells": results, "failed": failed, "partial": partial, "summary": rows,
                                        "headline": head})
     write_csv(results, out / "results.csv")
@@ -395,8 +438,9 @@ def summary_markdown(rows: list[dict], head: dict, plots: list[Path], results: l
         lines += [f"**{head['int32_lut']:.0f} LUT at INT32 -> {head['lut']:.0f} LUT at P={head['smallest_p']} "
                   f"({head['recipe']}), {head['lut_ratio']:.2f}x fewer**, within 1 point of the 32-bit model's "
                   f"accuracy ({head['accuracy']:.2f} vs {head['int32_accuracy']:.2f}).", ""]
-    elif head:
+    elif head.get("int32_lut") is not None:
         lines += ["No accumulator width in this grid stays within 1 point of the 32-bit model.", ""]
+    lines += runtime_markdown(head.get("runtime_weights"))
     lines += ["| recipe | P | sizing | seeds | accuracy | LUT | FF | DSP |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         spread = f" ± {r['accuracy_std']:.2f}" if r["seeds"] >= 2 else ""   # no spread from one seed
@@ -413,3 +457,20 @@ def summary_markdown(rows: list[dict], head: dict, plots: list[Path], results: l
     for plot in (p for p in plots if p.suffix == ".png"):
         lines += ["", f"![{plot.stem}]({plot.name})", "", PLOT_CAPTIONS.get(plot.stem, "")]
     return "\n".join(lines) + "\n"
+
+
+def runtime_markdown(rt: dict | None) -> list[str]:
+    """The runtime-writeable-weights headline and its per-layer widths."""
+    if not rt:
+        return []
+    spread = f" ± {rt['lut_ratio_std']:.2f}" if rt["lut_ratio_std"] is not None else ""
+    lines = [f"**Runtime-writeable weights, {rt['recipe']} P={rt['acc_bits']} ({rt['accuracy']:.2f} accuracy, "
+             f"seeds {', '.join(map(str, rt['seeds']))}): FINN's datatype-bound design {rt['datatype_lut']:.0f} LUT, "
+             f"a2qflow's guaranteed-P design {rt['guaranteed_lut']:.0f} LUT, {rt['lut_ratio']:.2f}{spread}x.** "
+             "Both hold the same trained weights; the guaranteed design stays exact for any weights within "
+             "the trained bound, FINN's for any weights of the datatype.", "",
+             "| node | layer | K | P | value-based | datatype | a2qflow builds | FINN builds |",
+             "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {w['node']} | {w['layer'] or '-'} | {w['fan_in']} | {w['acc_bits'] or '-'} | {w['value_bits']} | "
+              f"{w['datatype_bits']} | {w['acc']} | {w['finn_acc']} |" for w in rt["layers"]]
+    return lines + [""]

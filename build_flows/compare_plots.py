@@ -34,24 +34,34 @@ def _baselines(ax, rows: list[dict], key: str) -> None:
             ax.axhline(r[key], color="k" if r["sizing"] == "int32" else "tab:green", ls="--", lw=1, label=label)
 
 
-def _by_recipe(rows: list[dict]) -> dict[str, list[dict]]:
+def _by_recipe(rows: list[dict], sizing: str = "guaranteed") -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = {}
     for r in rows:
-        if r["acc_bits"]:
+        if r["acc_bits"] and r["sizing"] == sizing:
             out.setdefault(r["recipe"], []).append(r)
     return {k: sorted(v, key=lambda r: r["acc_bits"]) for k, v in out.items()}
+
+
+# runtime-writeable designs: same colour as the recipe, their own line style
+RUNTIME_STYLES = {"runtime-guaranteed": ("s-.", "runtime weights, guaranteed P"),
+                  "runtime-datatype": ("^:", "runtime weights, FINN datatype-bound")}
 
 
 def lut_vs_p(results: list[dict], rows: list[dict], out: Path) -> list[Path]:
     fig, (total, per_layer) = plt.subplots(1, 2, figsize=(11, 4))
     for recipe, rs in _by_recipe(rows).items():
         total.plot([r["acc_bits"] for r in rs], [r["lut"] for r in rs], "o-", color=COLORS.get(recipe), label=recipe)
+    for sizing, (style, label) in RUNTIME_STYLES.items():
+        for recipe, rs in _by_recipe(rows, sizing).items():
+            total.plot([r["acc_bits"] for r in rs], [r["lut"] for r in rs], style, color=COLORS.get(recipe),
+                       markerfacecolor="none", label=f"{recipe}, {label}")
     _baselines(total, rows, "lut")
     total.set(xlabel="accumulator width P (bits)", ylabel="LUT (all layers)", title="Total LUT vs P")
     _integer_p_axis(total)
     total.legend(fontsize=8)
     # per layer, one recipe (the last constrained one), first seed
-    cells = sorted((c for c in results if c["acc_bits"]), key=lambda c: (c["recipe"], c["acc_bits"]))
+    cells = sorted((c for c in results if c["acc_bits"] and c["sizing"] == "guaranteed"),
+                   key=lambda c: (c["recipe"], c["acc_bits"]))
     if cells:
         recipe, seed = cells[-1]["recipe"], min(c["seed"] for c in cells)
         chosen = [c for c in cells if c["recipe"] == recipe and c["seed"] == seed]
@@ -94,6 +104,8 @@ def pareto(rows: list[dict], out: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for r in rows:
         label = f"{r['recipe']} P={r['acc_bits']}" if r["acc_bits"] else f"qat {r['sizing']}"
+        if r["acc_bits"] and r["sizing"] != "guaranteed":
+            label += f" ({r['sizing']})"
         ax.scatter(r["lut"], r["accuracy"], color=COLORS.get(r["recipe"]), marker="o" if r["acc_bits"] else "s")
         ax.annotate(label, (r["lut"], r["accuracy"]), fontsize=6, xytext=(3, 2), textcoords="offset points")
     front = pareto_frontier([(r["lut"], r["accuracy"]) for r in rows])

@@ -8,7 +8,8 @@ from a2qflow.errors import A2qflowError
 from a2qflow.hw_configs import DEFAULT_BOARD
 
 FLOWS = ("auto", "estimate", "oss", "bitstream")
-SIZING_MODES = ("guaranteed", "value", "int32")    # int32: the baseline FINN users start from
+# int32: the baseline FINN users start from; datatype: FINN's sizing for runtime-writeable weights
+SIZING_MODES = ("guaranteed", "value", "int32", "datatype")
 STREAMLINE_KINDS = ("finn", "residual", "upsample")
 DEFAULT_TARGET_FPS = 100_000
 
@@ -22,7 +23,7 @@ class BuildConfig:
     """The choices of one build (what `a2qflow build` options set)."""
     board: str = DEFAULT_BOARD
     flow: str = "auto"                   # estimate | oss | bitstream | auto (bitstream when Vivado is found)
-    sizing: str = "guaranteed"           # guaranteed P | value-based width | int32 baseline
+    sizing: str = "guaranteed"           # guaranteed P | value-based width | int32 baseline | datatype worst case
     target_fps: int | None = None        # auto-folding target when no folding config ships
     folding: str | None = None           # a FINN folding JSON; default hw_configs/folding/<model>/<board>.json
     model_name: str | None = None        # the network (folding config) for graphs that do not record it

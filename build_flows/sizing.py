@@ -69,6 +69,7 @@ class NodeSizing:
     layer: str | None           # the recorded a2qflow layer, None for plain FINN graphs
     method: str | None
     acc_bits: int | None        # the layer's guaranteed P (None: no guarantee)
+    fan_in: int                 # K: the dot product's length
     value_bits: int
     datatype_bits: int
     finn_acc: str               # what FINN's minimisation chose before
@@ -117,8 +118,10 @@ def layer_records(qonnx_model: ModelWrapper) -> list[dict] | None:
 
 
 class SizeAccumulators(Transformation):
-    """Set accDataType of every MVAU/VVAU to its guaranteed P (mode "guaranteed") or its
-    value-based width (mode "value"); layers without a guarantee get the value-based width."""
+    """Set accDataType of every MVAU/VVAU to its guaranteed P (mode "guaranteed"), its
+    value-based width ("value"), the datatype worst case ("datatype": FINN's sizing for
+    runtime-writeable weights) or 32 bits ("int32"); in "guaranteed" mode layers without a
+    guarantee get the value-based width (the datatype width when weights are runtime-writeable)."""
 
     def __init__(self, records: list[dict] | None, mode: str = "guaranteed"):
         super().__init__()
@@ -150,6 +153,9 @@ class SizeAccumulators(Transformation):
         runtime_weights = bool(inst.get_nodeattr("runtime_writeable_weights"))
         if self.mode == "int32":
             bits = 32
+        elif self.mode == "datatype":
+            # what FINN builds for runtime-writeable weights: any weights of the datatype fit
+            bits = cert.datatype_bits
         elif rec and cert.acc_bits is not None and self.mode == "guaranteed":
             # a small fan-in can make the datatype worst case (true for any weights of
             # the weight datatype) tighter than the layer's P; both are guarantees
@@ -167,7 +173,7 @@ class SizeAccumulators(Transformation):
                 out = DataType[f"INT{roundup_to_integer_multiple(bits, 8)}"]
             inst.set_nodeattr("outputDataType", out.name)
         return NodeSizing(node.name, rec["name"] if rec else None, cert.method if rec else None,
-                          cert.acc_bits if rec else None, cert.value_bits, cert.datatype_bits, finn_acc, acc.name,
+                          cert.acc_bits if rec else None, int(rows.shape[1]), cert.value_bits, cert.datatype_bits, finn_acc, acc.name,
                           runtime_weights)
 
 

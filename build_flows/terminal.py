@@ -77,6 +77,12 @@ def grid_summary(root: Path, head: dict) -> str:
         lines.append(f"INT32 {head['int32_lut']:.0f} LUT -> {head['lut']:.0f} LUT at P={head['smallest_p']} "
                      f"({head['recipe']}): {head['lut_ratio']:.2f}x fewer, within 1 point of the INT32 accuracy "
                      f"({head['accuracy']:.2f} vs {head['int32_accuracy']:.2f})")
+    rt = head.get("runtime_weights")
+    if rt:
+        spread = f" ± {rt['lut_ratio_std']:.2f}" if rt["lut_ratio_std"] is not None else ""
+        lines.append(f"runtime-writeable weights at P={rt['acc_bits']} ({rt['recipe']}): FINN datatype-bound "
+                     f"{rt['datatype_lut']:.0f} LUT vs guaranteed P {rt['guaranteed_lut']:.0f} LUT, "
+                     f"{rt['lut_ratio']:.2f}{spread}x")
     table = []
     for r in rows:
         acc = f"{r['accuracy']:.2f}" + (f" ± {r['accuracy_std']:.2f}" if r["seeds"] >= 2 else "")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from .bounds import CONSTRAINED_METHODS, METHODS
 
 NETWORK_NAMES: tuple[str, ...] = ("tfc", "cnv", "mobilenet", "resnet", "espcn")
-DATASET_NAMES: tuple[str, ...] = ("digits", "mnist1d", "mnist", "cifar10", "bsd300", "photos")
+DATASET_NAMES: tuple[str, ...] = ("digits", "digits28", "mnist1d", "mnist", "cifar10", "bsd300", "photos")
 RECIPE_NAMES: tuple[str, ...] = METHODS            # qat | a2q | a2q+
 CONSTRAINED_RECIPES: tuple[str, ...] = CONSTRAINED_METHODS
 

@@ -68,6 +68,7 @@ _PHOTOS_TEST = ("chelsea", "coins", "page")
 # channel of a colour conversion) have none, and keep float inputs.
 NATIVE_INPUTS: dict[str, dict] = {
     "digits": {"dtype": "UINT5", "scale": 1 / 16},     # scikit-learn's 8x8 digits: 0..16
+    "digits28": {"dtype": "UINT5", "scale": 1 / 16},   # the same pixels, repeated to 28x28
     "mnist": {"dtype": "UINT8", "scale": 1 / 255},
     "cifar10": {"dtype": "UINT8", "scale": 1 / 255},
 }
@@ -112,6 +113,8 @@ def load_dataset(name: str, root: str | Path | None = None, *, limit: int | None
         raise DatasetError(f"{name}: limit must be a positive integer, got {limit!r}")
     if name == "digits":
         ds = _load_digits()
+    elif name == "digits28":
+        ds = _load_digits(side=28)
     elif name == "mnist1d":
         ds = _load_mnist1d()
     elif name == "mnist":
@@ -204,11 +207,17 @@ def stratified_split(labels: np.ndarray, test_fraction: float,
     return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))
 
 
-def _load_digits() -> Dataset:
+def _load_digits(side: int = 8) -> Dataset:
+    """`digits`, or with `side` 28 `digits28`: the same images and split, nearest-neighbour
+    resampled to MNIST's 28x28 (pixels stay the integers 0..16), so a TFC sees MNIST's 784
+    inputs, where a datatype-bound accumulator is far wider than a trained P, offline."""
     images, labels = _digits_arrays()
-    x = (images / 16.0).astype(np.float32)[:, None]  # (N, 1, 8, 8) in [0, 1]
+    if side != 8:
+        rows = np.arange(side) * 8 // side
+        images = images[:, rows][:, :, rows]
+    x = (images / 16.0).astype(np.float32)[:, None]  # (N, 1, side, side) in [0, 1]
     tr, te = stratified_split(labels, 0.2, _DIGITS_SPLIT_SEED)
-    return _classification("digits", x[tr], labels[tr], x[te], labels[te], 10)
+    return _classification("digits" if side == 8 else f"digits{side}", x[tr], labels[tr], x[te], labels[te], 10)
 
 
 @lru_cache(maxsize=1)

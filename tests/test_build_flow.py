@@ -55,7 +55,7 @@ def test_sizing_sets_exactly_the_guaranteed_p(tfc_build):
         assert getCustomOp(node).get_nodeattr("accDataType") == f"INT{cert[layer]['acc_bits']}"
     # every stage that can run in python matched the trained model
     parity = json.loads((run_dir / "reports" / "parity.json").read_text())
-    assert [p["stage"] for p in parity] == ["step_qonnx_to_finn", "step_tidy_up", "step_streamline",
+    assert [p["stage"] for p in parity] == ["step_qonnx_to_finn", "step_a2qflow_integer_input", "step_tidy_up", "step_streamline",
                                             "step_convert_to_hw", "step_a2qflow_size_accumulators_initial"]
     assert all(p["passed"] and p["argmax_agreement"] == 1.0 for p in parity)
     rows = json.loads((run_dir / "reports" / "layers.json").read_text())["layers"]

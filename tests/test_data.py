@@ -28,7 +28,7 @@ def test_unknown_name_lists_valid_names():
 
 
 def test_dataset_names():
-    assert DATASETS == ("digits", "mnist1d", "mnist", "cifar10", "bsd300", "photos")
+    assert DATASETS == ("digits", "digits28", "mnist1d", "mnist", "cifar10", "bsd300", "photos")
 
 
 @pytest.mark.parametrize("limit", [0, -3, 2.5])
@@ -55,6 +55,14 @@ def test_missing_folder_is_named(tmp_path):
 
 
 # ----------------------------------------------------------------------------- digits
+
+def test_digits28_is_digits_resampled_to_mnist_size():
+    small, big = load_dataset("digits"), load_dataset("digits28")
+    assert big.input_shape == (1, 28, 28) and torch.equal(small.y_test, big.y_test)
+    rows = torch.arange(28) * 8 // 28                    # nearest neighbour: each pixel a 3.5-pixel block
+    assert torch.equal(big.x_test, small.x_test[:, :, rows][:, :, :, rows])
+    codes = big.x_train * 16                             # still the integer codes 0..16 (UINT5 inputs)
+    assert torch.equal(codes, codes.round()) and codes.max() == 16
 
 def test_digits_shapes_ranges_split():
     ds = load_dataset("digits")

@@ -101,7 +101,7 @@ def test_summary_lists_failed_cells_and_headline(tmp_path):
 
 @pytest.mark.slow
 def test_dask_sweep_equals_serial_skips_finished_and_reports_failures(tmp_path):
-    spec = compare.GridSpec(recipes=("a2q", "a2q+"), acc_bits=(10, 12, 14), float_epochs=2, qat_epochs=2,
+    spec = compare.GridSpec(recipes=("a2q", "a2q+"), acc_bits=(10, 14), float_epochs=2, qat_epochs=2,
                             train_kwargs=TINY)
     serial = compare.run_serial(spec.cells(), spec, tmp_path / "serial")
     assert all(r["status"] == "complete" for r in serial), serial
@@ -134,3 +134,28 @@ def test_dask_sweep_equals_serial_skips_finished_and_reports_failures(tmp_path):
     sweep.write_sweep_outputs(rows, root, nested=True)
     assert "tfc-digits-Pynq-Z2" in (root / "summary.md").read_text()
     assert json.loads((root / "tfc-no-such-dataset-Pynq-Z2" / "results.json").read_text())["failed"]
+
+
+@pytest.mark.slow
+def test_runtime_weights_compare_guaranteed_p_with_finn_datatype_sizing(tmp_path):
+    """MNIST-sized input (784 = K of the first layer): FINN must size runtime-writeable
+    weights for any 4-bit weights (datatype bound), a2qflow for any weights within the
+    trained bound (P). Same trained weights, so the same accuracy; fewer LUTs at P."""
+    spec = compare.GridSpec(dataset="digits28", recipes=("a2q+",), acc_bits=(12,), float_epochs=2, qat_epochs=2,
+                            runtime_weights=True, train_kwargs=TINY)
+    assert [c.sizing for c in spec.cells()] == ["guaranteed", "runtime-guaranteed", "runtime-datatype"]
+    rows = compare.run_serial(spec.cells(), spec, tmp_path)
+    assert all(r["status"] == "complete" for r in rows), rows
+    by = {r["sizing"]: r for r in rows}
+    assert len({r["accuracy"] for r in rows}) == 1                       # one set of trained weights
+    guaranteed, finn = by["runtime-guaranteed"]["widths"], by["runtime-datatype"]["widths"]
+    first = guaranteed[0]
+    assert first["fan_in"] == 784 and first["acc"] == "INT12" and first["datatype_bits"] > 12 + 3
+    assert [w["acc"] for w in finn] == [f"INT{w['datatype_bits']}" for w in finn]
+    assert all(int(w["acc"][3:]) <= 12 for w in guaranteed)
+    assert by["runtime-datatype"]["lut"] > by["runtime-guaranteed"]["lut"]
+    head = compare.write_outputs(rows, tmp_path)
+    rt = head["runtime_weights"]
+    assert rt["acc_bits"] == 12 and rt["lut_ratio"] == by["runtime-datatype"]["lut"] / by["runtime-guaranteed"]["lut"]
+    summary = (tmp_path / "summary.md").read_text()
+    assert "Runtime-writeable weights, a2q+ P=12" in summary and "| 784 | 12 |" in summary
