@@ -79,6 +79,9 @@ def validate_spec(spec: "GridSpec") -> "GridSpec":
             raise GridSpecError(f"{name} must be a non-negative integer, got {value!r}")
     if not 1 <= spec.input_bits <= 16:
         raise GridSpecError(f"input_bits {spec.input_bits} out of range 1..16")
+    for name in ("lut_only", "rtl_sim", "runtime_weights"):
+        if not isinstance(getattr(spec, name), bool):
+            raise GridSpecError(f"{name} must be true or false, got {getattr(spec, name)!r}")
     if not isinstance(spec.torch_threads, int) or spec.torch_threads < 1:
         raise GridSpecError(f"torch_threads must be a positive integer, got {spec.torch_threads!r}")
     return spec

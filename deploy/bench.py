@@ -271,7 +271,7 @@ def markdown(r: dict) -> str:
     if r["status"] != "complete":
         lines += [f"**INCOMPLETE — status: {r['status']}.** {r.get('error', '')} Numbers below are partial.", ""]
     if r.get("simulated"):
-        lines += [f"> {SIM_LABEL}", ""]
+        lines += [f"> {r.get('label') or SIM_LABEL}", ""]
     lines += [f"- status: **{r['status']}**; driver: {r.get('driver', '-')}; flow: {r.get('flow', '-')}; "
               f"bitfile: {r.get('bitfile') or 'none (sim-only package)'}",
               f"- package: {r.get('package')}; host: {r.get('host')}; started {r.get('started')}", ""]

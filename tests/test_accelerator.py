@@ -46,6 +46,8 @@ def test_simulated_board_runs_the_cycle_accurate_design(demo_run):
     bench = json.loads((out / "reports" / "bench-sim" / "bench.json").read_text())
     assert bench["status"] == "complete" and bench["cycle_accurate"]
     assert "cycle-accurate RTL" in bench["label"] and "cycle-accurate" in bench["driver"]
+    shown = (out / "reports" / "bench-sim" / "bench.md").read_text()
+    assert bench["label"] in shown and "python execution" not in shown     # the report says what ran
     assert bench["accuracy"]["host_mismatches"] == 0
     sim = json.loads((out / "reports" / "accelerator_sim.json").read_text())
     best = max(row["throughput[images/s]"] for row in bench["throughput"])
