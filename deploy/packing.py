@@ -51,6 +51,8 @@ class DType:
             return
         if x.dtype.kind not in "iuf":
             raise InputError(f"{what}: the accelerator takes {self.name} values, got numpy {x.dtype}")
+        if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+            raise InputError(f"{what}: contains NaN or infinity")
         if x.dtype.kind == "f" and not np.all(np.floor(x) == x):
             raise InputError(f"{what}: the accelerator takes {self.name} (integers); got non-integer floats")
         if x.size and (x.min() < self.min or x.max() > self.max):
