@@ -271,16 +271,29 @@ def build_options(fn):
         click.option("--parity-samples", default=cfg.parity_samples, show_default=True, type=click.IntRange(min=1),
                      help="test samples checked after every stage"),
         click.option("--runtime-weights", is_flag=True, help="runtime-writeable weights (FINN would size from datatypes)"),
-        click.option("--from-step", default=None, help="resume the run folder --out at this step"),
+        click.option("--from-step", default=None, help="resume the run folder --out at this step; build options not given "
+                                                              "again are the earlier run's"),
     ]):
         fn = decorator(fn)
     return fn
 
 
-def _build_config(o: dict, model_name: str | None) -> BuildConfig:
-    return BuildConfig(board=_board(o["board"]), flow=o["flow"], sizing=o["sizing"], lut_only=o["lut_only"],
-                       target_fps=o["target_fps"], folding=o["folding"], parity_samples=o["parity_samples"],
-                       runtime_weights=o["runtime_weights"], from_step=o["from_step"], model_name=model_name)
+# build options a resumed run takes from the earlier run's run.json unless given again
+RESUMED_OPTIONS = ("board", "flow", "sizing", "lut_only", "target_fps", "folding", "parity_samples", "runtime_weights")
+
+
+def _build_config(o: dict, model_name: str | None, out: str | None = None) -> BuildConfig:
+    cfg = BuildConfig(board=_board(o["board"]), flow=o["flow"], sizing=o["sizing"], lut_only=o["lut_only"],
+                      target_fps=o["target_fps"], folding=o["folding"], parity_samples=o["parity_samples"],
+                      runtime_weights=o["runtime_weights"], from_step=o["from_step"], model_name=model_name)
+    if cfg.from_step and out:   # resume with the earlier build's settings, as FINN's builder does
+        from a2qflow.build_flows.run_folder import RunFolder
+
+        recorded = ((RunFolder(Path(out)).read_run() or {}).get("config") or {})
+        for name in RESUMED_OPTIONS:
+            if name in recorded and not _given(name):
+                setattr(cfg, name, recorded[name])
+    return cfg
 
 
 @main.command()
@@ -301,7 +314,7 @@ def build(onnx_file: str | None, checkpoint: str | None, out: str | None, **opti
     cfg = PipelineConfig(onnx=onnx_file, checkpoint=checkpoint,
                          train=None if source_given or options["from_step"] else _train_config(options),
                          dataset=options["dataset"] if onnx_file else None, data_dir=options["data_dir"],
-                         build=_build_config(options, options["model"] if not onnx_file else None), out=out)
+                         build=_build_config(options, options["model"] if not onnx_file else None, out), out=out)
     if onnx_file and not _given("dataset"):
         cfg.dataset = None   # the graph's own dataset, if it records one
     result = run(cfg, log=lambda line: console.print(line, markup=False))

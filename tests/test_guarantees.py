@@ -101,13 +101,14 @@ def test_resume_after_a_failed_build_completes(tfc_a2qplus_onnx, tmp_path, finn_
 
         m.setitem(build_dataflow_step_lookup, "step_create_dataflow_partition",
                   failing(build_dataflow_step_lookup["step_create_dataflow_partition"]))
-        result = _build(tfc_a2qplus_onnx, out)
+        result = _build(tfc_a2qplus_onnx, out, "--parity-samples", "16")
     assert result.exit_code == 1 and json.loads((out / "run.json").read_text())["status"] == "failed"
     result = CliRunner().invoke(main, ["build", "--out", str(out), "--from-step", "step_create_dataflow_partition"])
     assert result.exit_code == 0, result.output
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == "complete" and run["from_step"] == "step_create_dataflow_partition"
     assert "step_streamline" not in run["time_per_step"]          # not run again
+    assert run["flow"] == "estimate" and run["config"]["parity_samples"] == 16   # the earlier run's settings
 
 
 def test_weights_rewritten_after_certification_are_stopped_by_the_overflow_check(tfc_a2qplus_onnx, tmp_path,
