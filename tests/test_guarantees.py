@@ -198,3 +198,71 @@ def test_a_package_whose_sources_changed_is_rewritten(tfc_run, tmp_path):
     shipped = run / "package" / manifest["hw_graph"]
     shipped.write_bytes(shipped.read_bytes()[:-1])      # the shipped copy damaged
     assert not package_is_current(folder)
+
+
+def _weights_at_the_bound(method_budget: float, channels: int, fan_in: int, w_max: int, scale: float,
+                          seed: int) -> np.ndarray:
+    """Integer weights (channels, fan_in) whose positive and negative parts each sum to
+    scale * budget / 2 (A2Q+'s norm is 2 * max of the two), spread at random over the row,
+    each weight within +-w_max: new weights as a retrained or fine-tuned model might bring."""
+    rng = np.random.default_rng(seed)
+    rows = np.zeros((channels, fan_in), np.int64)
+    half = int(scale * method_budget / 2)
+    for row in rows:
+        order = rng.permutation(fan_in)
+        for sign, part in ((1, order[: fan_in // 2]), (-1, order[fan_in // 2:])):
+            for _ in range(half):
+                free = part[np.abs(row[part]) < w_max]
+                row[rng.choice(free)] += sign
+    return rows
+
+
+def test_any_weights_within_the_bound_run_bit_exact_on_the_built_accumulator(demo_run, tmp_path):
+    """What runtime-writeable weights rely on: a layer built for P stays exact in RTL for ANY
+    weights the certificate accepts at P, not only the trained ones. New weights at the edge
+    of the bound are written into the built layer's weight memory (FINN's own file writer) and
+    the layer's RTL runs the inputs that reach every channel's extremes; weights beyond the
+    bound are refused by the certificate and, loaded anyway, wrap in the same RTL."""
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    from a2qflow.build_flows import rtl, rtl_sim
+    from a2qflow.models import bounds, certificate
+
+    out, _ = demo_run
+    shutil.copytree(out / "rtl", tmp_path / "rtl")            # the shared run stays as built
+    layer = next(x for x in rtl.load_layers(tmp_path / "rtl") if x.name == "MVAU_rtl_1")
+    model = ModelWrapper(str(RunFolder(out).intermediate("step_a2qflow_rtl_simulation")))
+    node = next(n for n in model.graph.node if n.name == layer.name)
+    inst = getCustomOp(node)
+    memblock = layer.dir / "memblock.dat"
+    rewritten = tmp_path / "memblock.dat"
+    inst.make_weight_file(model.get_initializer(node.input[1]), "decoupled_verilog_dat", str(rewritten))
+    assert rewritten.read_text() == memblock.read_text()      # the writer reproduces the built memory
+    p = int(inst.get_nodeattr("accDataType").removeprefix("INT"))
+    assert p == layer.acc_bits == 12
+    xtype = certificate.IntType.from_datatype(inst.get_input_datatype(0))
+    wtype = certificate.IntType.from_datatype(inst.get_input_datatype(1))
+    mw, mh = inst.get_nodeattr("MW"), inst.get_nodeattr("MH")
+    n_bits, signed = bounds.enclosing_input_type(xtype.lo, xtype.hi)
+    budget = bounds.a2q_plus_l1_budget(p, n_bits)
+    w_max = min(-wtype.lo, wtype.hi) - 1                     # narrow range, as FINN's RTL MVU on DSP48E1 needs
+
+    for scale, seed, within in ((1.0, 1, True), (1.0, 2, True), (1.3, 3, False)):
+        rows = _weights_at_the_bound(budget, mh, mw, w_max, scale, seed)
+        cert = certificate.certify_layer(layer.name, "a2q+", p, rows, xtype, wtype)
+        lo, hi = bounds.dot_product_range(rows, xtype.lo, xtype.hi)
+        if within:
+            certificate.check([cert])
+            # the weights use the width: some channel needs all P bits (exceeds P-1 bits)
+            assert max(-lo.min(), hi.max()) > 2 ** (p - 2) and cert.value_bits == p
+        else:
+            with pytest.raises(certificate.CertificateError, match=rf"layer {layer.name}, channel \d+: a2q\+ norm"):
+                certificate.check([cert])
+        model.set_initializer(node.input[1], rows.T.astype(np.float32))
+        inst.make_weight_file(rows.T, "decoupled_verilog_dat", str(memblock))
+        x = np.concatenate([rtl_sim.worst_case_vectors(model, layer.name), rtl_sim.random_inputs(layer, 32, seed)])
+        report = rtl_sim.check_layer(model, layer.name, layer, x, tmp_path / f"sim{seed}")
+        if within:
+            assert report["passed"] and report["overflowing"] == 0, report
+        else:   # the RTL is a P-bit accumulator: exact results wrap, the RTL equals them wrapped
+            assert report["overflowing"] > 0 and report["mismatches"] > 0 and report["mismatches_vs_wrapped"] == 0
