@@ -1,0 +1,999 @@
+"""Unit tests of the safety-critical modules on small hand-built inputs (no training): the
+deployment manifest, parity, the run folder, the board folder, the certificate, accumulator
+sizing, the overflow check and the package. Written against mutation testing
+(docs/mutation.md, `make mutation`): every expected number and message is written out here,
+not recomputed with the code under test."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from a2qflow.build_flows import board as hb
+from a2qflow.build_flows import run_folder as rf
+from a2qflow.deploy import PACKAGE_FORMAT
+from a2qflow.deploy import manifest as mf
+from a2qflow.deploy.errors import BoardMismatchError, DeployError, PackageIntegrityError
+from a2qflow.models import parity
+
+
+def exact(message: str) -> str:
+    """A pytest.raises `match` for the whole message."""
+    return "^" + re.escape(message) + "$"
+
+
+# ------------------------------------------------------------------------ deploy/manifest.py
+
+@pytest.mark.parametrize("name, canon", [
+    ("  pynqz2 ", "Pynq-Z2"), ("PYNQ-Z1", "Pynq-Z1"), ("pynq-z2", "Pynq-Z2"), ("ultra96", "Ultra96-V2"),
+    ("Ultra96-V2", "Ultra96-V2"), ("zcu104", "ZCU104"), ("k26", "KV260_SOM"), ("kv260_som", "KV260_SOM"),
+    (" MyBoard ", "MyBoard"),
+])
+def test_canonical_board_folds_pynq_spellings(name, canon):
+    assert mf.canonical_board(name) == canon
+
+
+def test_detect_board_prefers_a2qflow_board_then_pynq_board(monkeypatch):
+    monkeypatch.delenv("A2QFLOW_BOARD", raising=False)
+    monkeypatch.delenv("BOARD", raising=False)
+    assert mf.detect_board() is None
+    monkeypatch.setenv("BOARD", "pynqz1")
+    assert mf.detect_board() == "Pynq-Z1"
+    monkeypatch.setenv("A2QFLOW_BOARD", "")
+    assert mf.detect_board() == "Pynq-Z1"
+    monkeypatch.setenv("A2QFLOW_BOARD", "zcu104")
+    assert mf.detect_board() == "ZCU104"
+
+
+def test_package_board_reads_the_manifest_or_says_none(tmp_path):
+    assert mf.package_board(tmp_path) is None
+    (tmp_path / "manifest.json").write_text("{not json")
+    assert mf.package_board(tmp_path) is None
+    (tmp_path / "manifest.json").write_text("[1, 2]")
+    assert mf.package_board(tmp_path) is None
+    (tmp_path / "manifest.json").write_text('{"board": "ZCU104"}')
+    assert mf.package_board(str(tmp_path)) == "ZCU104"
+
+
+def test_sha256_and_file_entries_cover_files_larger_than_one_block(tmp_path):
+    big = bytes(range(256)) * 5000 + b"tail"          # 1.28 MB: more than one 1 MiB block
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "big.bin").write_bytes(big)
+    (tmp_path / "a.txt").write_bytes(b"abc")
+    assert mf.sha256_file(tmp_path / "sub" / "big.bin") == hashlib.sha256(big).hexdigest()
+    entries = mf.file_entries(tmp_path, ["sub/big.bin", "a.txt"])
+    assert list(entries) == ["a.txt", "sub/big.bin"]
+    assert entries["a.txt"] == {"sha256": "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+                                "bytes": 3}
+    assert entries["sub/big.bin"]["bytes"] == 1280004
+
+
+def _package(root: Path, files: dict[str, bytes], **fields) -> dict:
+    root.mkdir(parents=True, exist_ok=True)
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    manifest = {"format": PACKAGE_FORMAT, "board": "Pynq-Z2", "part": "xc7z020clg400-1",
+                "settings": "driver/settings.json", "test_set": {"x": "data/x.npy", "y": None},
+                "files": mf.file_entries(root, list(files)), **fields}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    return manifest
+
+
+def test_package_accessors(tmp_path):
+    m = _package(tmp_path, {"driver/settings.json": b'{"driver_information": {"a": 1}}', "data/x.npy": b"x"},
+                 bitfile="bitfile/a.bit")
+    pkg = mf.Package(tmp_path, m)
+    assert pkg.board == "Pynq-Z2"
+    assert pkg.path("bitfile") == tmp_path / "bitfile/a.bit"
+    assert pkg.path("hw_graph") is None
+    assert pkg.test_set == {"x": "data/x.npy", "y": None}
+    assert pkg.data_path("x") == tmp_path / "data/x.npy"
+    assert pkg.data_path("y") is None
+    assert pkg.driver_information() == {"a": 1}
+
+
+def test_read_json_names_missing_and_unreadable_files(tmp_path):
+    with pytest.raises(PackageIntegrityError, match=exact(f"driver settings {tmp_path / 'x.json'} is missing")):
+        mf.read_json(tmp_path / "x.json", "driver settings")
+    (tmp_path / "x.json").write_text("nope")
+    with pytest.raises(PackageIntegrityError, match=f"^driver settings {re.escape(str(tmp_path / 'x.json'))} is "
+                                                    "unreadable or not JSON: Expecting value"):
+        mf.read_json(tmp_path / "x.json", "driver settings")
+
+
+def test_load_manifest_refuses_other_formats_and_missing_fields(tmp_path):
+    m = _package(tmp_path, {"a": b"1"})
+    assert mf.load_manifest(tmp_path) == m
+    (tmp_path / "manifest.json").write_text(json.dumps({**m, "format": "a2qflow-deploy/0"}))
+    with pytest.raises(PackageIntegrityError, match=exact(
+            f"{tmp_path / 'manifest.json'}: format 'a2qflow-deploy/0', expected 'a2qflow-deploy/1'; "
+            "rebuild the package with this a2qflow")):
+        mf.load_manifest(tmp_path)
+    for key in ("board", "files", "settings", "test_set"):
+        (tmp_path / "manifest.json").write_text(json.dumps({k: v for k, v in m.items() if k != key}))
+        with pytest.raises(PackageIntegrityError, match=exact(f"{tmp_path / 'manifest.json'}: field '{key}' missing")):
+            mf.load_manifest(tmp_path)
+
+
+def test_verify_files_names_every_missing_and_corrupt_file(tmp_path):
+    m = _package(tmp_path, {"a.bin": b"aaaa", "b.bin": b"bbbb", "c.bin": b"cccc", "d.bin": b"dddd"})
+    mf.verify_files(tmp_path, m)
+    (tmp_path / "a.bin").unlink()
+    (tmp_path / "c.bin").unlink()
+    (tmp_path / "b.bin").write_bytes(b"bbbB")      # same size, other content
+    (tmp_path / "d.bin").write_bytes(b"ddddd")     # other size
+    with pytest.raises(PackageIntegrityError, match=exact(
+            f"package {tmp_path} is damaged; missing: a.bin, c.bin; checksum mismatch (corrupt or edited): "
+            "b.bin, d.bin. Copy the package again from the build host (a2qflow deploy) or rebuild it "
+            "(a2qflow package)")):
+        mf.verify_files(tmp_path, m)
+    (tmp_path / "a.bin").write_bytes(b"aaaa")
+    (tmp_path / "c.bin").write_bytes(b"cccc")
+    with pytest.raises(PackageIntegrityError, match=r"damaged; checksum mismatch \(corrupt or edited\): b\.bin, "
+                                                    r"d\.bin\. Copy"):
+        mf.verify_files(tmp_path, m)
+    (tmp_path / "b.bin").write_bytes(b"bbbb")
+    (tmp_path / "d.bin").write_bytes(b"dddd")
+    (tmp_path / "c.bin").unlink()
+    with pytest.raises(PackageIntegrityError, match=r"damaged; missing: c\.bin\. Copy"):
+        mf.verify_files(tmp_path, m)
+
+
+def test_check_board_refuses_unknown_and_other_boards():
+    m = {"board": "Pynq-Z2", "part": "xc7z020clg400-1"}
+    mf.check_board(m, "pynqz2")
+    mf.check_board(m, "Pynq-Z2")
+    with pytest.raises(BoardMismatchError, match=exact(
+            "cannot tell which board this is (no BOARD or A2QFLOW_BOARD variable); the package was built for "
+            "Pynq-Z2: pass --board Pynq-Z2 if this is one")):
+        mf.check_board(m, None)
+    with pytest.raises(BoardMismatchError, match=exact(
+            "this package was built for Pynq-Z2 (xc7z020clg400-1) but this board is ZCU104: rebuild with "
+            "`a2qflow build --board ZCU104`")):
+        mf.check_board(m, "zcu104")
+    with pytest.raises(BoardMismatchError, match=r"built for Pynq-Z2 \(\?\) but"):
+        mf.check_board({"board": "Pynq-Z2"}, "zcu104")
+
+
+def test_load_package_verifies_before_returning(tmp_path):
+    with pytest.raises(DeployError, match=exact(f"{tmp_path} is not a deployment package (no manifest.json); "
+                                                "pass --package DIR")):
+        mf.load_package(tmp_path, "Pynq-Z2")
+    files = {"driver/settings.json": b"{}", "sim/hw_graph.onnx": b"g"}
+    m = _package(tmp_path, files, bitfile=None, hw_graph="sim/hw_graph.onnx", no_bitfile_reason="oss flow")
+    with pytest.raises(DeployError, match=exact(
+            f"package {tmp_path} has no bitfile (oss flow); it runs only on the simulated board: "
+            "python -m a2qflow_deploy bench --sim on the build host")):
+        mf.load_package(tmp_path, "Pynq-Z2")
+    pkg = mf.load_package(str(tmp_path), "pynqz2", sim=True)
+    assert pkg.root == tmp_path and pkg.manifest == m
+    with pytest.raises(BoardMismatchError):
+        mf.load_package(tmp_path, "ZCU104", sim=True)
+    m = _package(tmp_path, files, bitfile=None, hw_graph=None)
+    with pytest.raises(DeployError, match=r"has no bitfile \(sim-only package\)"):
+        mf.load_package(tmp_path, "Pynq-Z2")
+    with pytest.raises(DeployError, match=exact(f"package {tmp_path} carries no HW graph, which the simulated "
+                                                "board executes")):
+        mf.load_package(tmp_path, "Pynq-Z2", sim=True)
+    _package(tmp_path, files, bitfile="driver/settings.json", hw_graph=None)
+    assert mf.load_package(tmp_path, "Pynq-Z2").manifest["bitfile"] == "driver/settings.json"
+    (tmp_path / "sim/hw_graph.onnx").write_bytes(b"G")
+    with pytest.raises(PackageIntegrityError):    # files are checked before the board
+        mf.load_package(tmp_path, "ZCU104")
+
+
+# ------------------------------------------------------------------------ models/parity.py
+
+def test_compare_finds_the_worst_sample_and_output():
+    expected = np.array([[1.0, -20.0, 3.0], [0.5, 0.25, 0.0]])
+    out = expected.copy()
+    out[1, 2] += 0.0015          # the largest difference
+    out[0, 0] += 0.001
+    r = parity.compare(out.astype(np.float32).ravel(), expected, classification=True, stage="step_x",
+                       reference="QONNX graph")
+    assert (r.stage, r.samples, r.worst_sample, r.worst_output, r.reference) == ("step_x", 2, 1, 2, "QONNX graph")
+    assert r.max_abs_error == pytest.approx(0.0015, abs=1e-7)
+    assert r.tolerance == pytest.approx(20 * 1e-4)
+    assert r.argmax_agreement == 1.0 and r.passed
+    assert parity.compare(out, expected, classification=False, stage="s").argmax_agreement is None
+    assert parity.compare(out, expected, classification=False, stage="s").reference == "trained model"
+    assert parity.check(r) is r
+
+
+def test_compare_tolerance_is_at_least_1e_4_and_argmax_disagreement_fails():
+    expected = np.array([[0.2, 0.1], [0.1, 0.3], [0.0, -0.5], [0.4, 0.0]])
+    out = expected.copy()
+    out[1] = [0.3, 0.1]              # sample 1's argmax changes: 3 of 4 agree
+    r = parity.compare(out, expected, classification=True, stage="s")
+    assert r.tolerance == pytest.approx(1e-4)
+    assert r.argmax_agreement == 0.75
+    assert r.max_abs_error == pytest.approx(0.2)
+    assert (r.worst_sample, r.worst_output) == (1, 0)
+    assert not r.passed
+    assert r.to_dict() == {"stage": "s", "samples": 4, "max_abs_error": r.max_abs_error, "tolerance": r.tolerance,
+                           "argmax_agreement": 0.75, "worst_sample": 1, "worst_output": 0,
+                           "reference": "trained model", "passed": False}
+    assert r.message() == ("after s the graph differs from the trained model: sample 1, output 0 by 0.2 "
+                           "(tolerance 0.0001), argmax agreement 75.0%")
+    with pytest.raises(parity.ParityError, match=exact(r.message())):
+        parity.check(r)
+
+
+def test_parity_report_passes_exactly_at_the_tolerance():
+    r = parity.ParityReport("s", 1, 0.5, 0.5, None, 0, 0)
+    assert r.passed
+    assert r.message() == "after s the graph differs from the trained model: sample 0, output 0 by 0.5 (tolerance 0.5)"
+    assert not parity.ParityReport("s", 1, 0.5000001, 0.5, None, 0, 0).passed
+    assert not parity.ParityReport("s", 1, 0.0, 0.5, 0.99, 0, 0).passed
+    assert parity.ParityReport("s", 1, 0.0, 0.5, 1.0, 0, 0).passed
+
+
+def test_execute_per_sample_runs_one_sample_at_a_time():
+    seen = []
+
+    def execute(model, feed):
+        (name, x), = feed.items()
+        seen.append((name, x.shape))
+        return {"out": 2 * x, "other": None}
+
+    model = SimpleNamespace(graph=SimpleNamespace(input=[SimpleNamespace(name="inp")],
+                                                  output=[SimpleNamespace(name="out")]))
+    x = np.arange(6.0).reshape(3, 2)
+    assert np.array_equal(parity.execute_per_sample(model, x, execute), 2 * x)
+    assert seen == [("inp", (1, 2))] * 3
+
+
+# ------------------------------------------------------------------------ build_flows/run_folder.py
+
+def test_write_json_is_atomic_and_readable(tmp_path):
+    path = tmp_path / "a" / "b.json"
+    rf.write_json(path, {"p": Path("x/y"), "n": [1]})
+    assert path.read_text() == '{\n "p": "x/y",\n "n": [\n  1\n ]\n}'
+    assert sorted(p.name for p in path.parent.iterdir()) == ["b.json"]
+    assert rf.read_json(path) == {"p": "x/y", "n": [1]}
+    assert rf.read_json(tmp_path / "none.json", default={"d": 1}) == {"d": 1}
+    assert rf.read_json(tmp_path / "none.json") is None
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(rf.RunFolderError, match=f"^{re.escape(str(tmp_path / 'bad.json'))} is not valid JSON "
+                                                r"\(.*\); was it edited\?$"):
+        rf.read_json(tmp_path / "bad.json")
+
+
+def test_snapshot_lists_files_not_folders_or_links(tmp_path):
+    assert rf._snapshot(tmp_path / "nothing") == {}
+    (tmp_path / "d" / "e").mkdir(parents=True)
+    (tmp_path / "d" / "e" / "f.txt").write_text("12345")
+    (tmp_path / "g").write_text("1")
+    (tmp_path / "link").symlink_to(tmp_path / "g")
+    snap = rf._snapshot(tmp_path)
+    assert sorted(snap) == ["d/e/f.txt", "g"]
+    assert snap["d/e/f.txt"] == (5, (tmp_path / "d/e/f.txt").stat().st_mtime_ns)
+
+
+def test_run_folder_paths(tmp_path):
+    f = rf.RunFolder(str(tmp_path))
+    assert f.root == tmp_path
+    assert {k: getattr(f, k).relative_to(tmp_path).as_posix() for k in (
+        "run_json", "model", "train", "export", "reference", "finn", "finn_tmp", "intermediate_models",
+        "finn_report_dir", "finn_log", "rtl", "synth", "accelerator", "reports", "package")} == {
+        "run_json": "run.json", "model": "model.qonnx", "train": "train", "export": "export",
+        "reference": "reference", "finn": "finn", "finn_tmp": "finn_tmp",
+        "intermediate_models": "finn/intermediate_models", "finn_report_dir": "finn/report",
+        "finn_log": "finn/build_dataflow.log", "rtl": "rtl", "synth": "synth", "accelerator": "accelerator",
+        "reports": "reports", "package": "package"}
+    assert f.report("x.json") == tmp_path / "reports/x.json"
+    assert f.finn_report("y.json") == tmp_path / "finn/report/y.json"
+    assert f.intermediate("step_a") == tmp_path / "finn/intermediate_models/step_a.onnx"
+
+
+def _one_node_onnx(path: Path, op="Relu"):
+    from onnx import TensorProto, helper
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.util.basic import qonnx_make_model
+
+    inp = helper.make_tensor_value_info("inp", TensorProto.FLOAT, [1, 2])
+    out = helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 2])
+    model = ModelWrapper(qonnx_make_model(helper.make_graph([helper.make_node(op, ["inp"], ["out"], name=op)],
+                                                            "g", [inp], [out])))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(str(path))
+    return model
+
+
+def test_final_model_is_the_last_saved_step(tmp_path):
+    f = rf.RunFolder(tmp_path)
+    with pytest.raises(rf.RunFolderError, match=exact(f"{tmp_path}: no intermediate model of this build")):
+        f.final_model()
+    f.write_run({"steps": ["step_a", "step_b", "step_c"]})
+    _one_node_onnx(f.intermediate("step_a"), "Relu")
+    _one_node_onnx(f.intermediate("step_b"), "Sigmoid")
+    assert f.final_model().graph.node[0].op_type == "Sigmoid"
+
+
+def test_reports_older_than_the_run_are_not_read(tmp_path):
+    f = rf.RunFolder(tmp_path)
+    path = f.write_report("r.json", {"v": 1})
+    assert path == tmp_path / "reports/r.json"
+    assert f.read_report("r.json") == {"v": 1}                   # no run: any report is read
+    f.write_run({"started_at": 1000.0})
+    os.utime(path, (999.0, 999.0))                               # within the second before the start
+    assert f.read_report("r.json") == {"v": 1}
+    os.utime(path, (998.9, 998.9))
+    assert f.read_report("r.json", default="old") == "old"
+    f.run = {"started_at": 998.0}                                # this process's run wins over run.json
+    assert f.read_report("r.json") == {"v": 1}
+    f.run = {}
+    rf.write_json(f.finn_report("e.json"), {"e": 2})
+    os.utime(f.finn_report("e.json"), (990.0, 990.0))
+    assert f.read_finn_report("e.json", default=0) == 0
+    os.utime(f.finn_report("e.json"), (1000.0, 1000.0))
+    assert f.read_finn_report("e.json") == {"e": 2}
+    assert f.read_report("absent.json", default=5) == 5
+
+
+def test_run_json_needs_the_run_format(tmp_path):
+    f = rf.RunFolder(tmp_path)
+    assert f.read_run() is None and not f.is_run()
+    f.write_run({"status": "x"})
+    assert json.loads(f.run_json.read_text()) == {"format": "a2qflow-run/1", "status": "x"}
+    assert f.read_run() == {"format": "a2qflow-run/1", "status": "x"} and f.is_run()
+    f.run_json.write_text(json.dumps({"format": "a2qflow-run/0"}))
+    assert f.read_run() is None
+    f.run_json.write_text("[1]")
+    assert f.read_run() is None
+    assert f.recorded_files() == []
+
+
+def test_claim_refuses_a_file_and_someone_elses_folder(tmp_path):
+    rf.RunFolder(tmp_path / "new").claim()
+    (tmp_path / "empty").mkdir()
+    rf.RunFolder(tmp_path / "empty").claim()
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(rf.RunFolderError, match=exact(f"output {tmp_path / 'afile'} is a file, not a folder")):
+        rf.RunFolder(tmp_path / "afile").claim()
+    (tmp_path / "theirs").mkdir()
+    (tmp_path / "theirs" / "notes.txt").write_text("x")
+    with pytest.raises(rf.RunFolderError, match=exact(
+            f"output folder {tmp_path / 'theirs'} holds files but no a2qflow run (run.json); choose an empty or "
+            "new folder")):
+        rf.RunFolder(tmp_path / "theirs").claim()
+    rf.RunFolder(tmp_path / "theirs").write_run({})
+    rf.RunFolder(tmp_path / "theirs").claim()
+
+
+def test_remove_recorded_deletes_only_recorded_files_inside_the_folder(tmp_path):
+    root = tmp_path / "run"
+    f = rf.RunFolder(root)
+    for rel in ("a/b/c.txt", "a/d.txt", "keep.qonnx", "mine.txt", "x/y/z.txt", "e/f.txt", "e/user.txt"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(rel)
+    (tmp_path / "outside.txt").write_text("o")
+    f.write_run({"files": ["a/b/c.txt", "a/d.txt", "keep.qonnx", "x/y/z.txt", "e/f.txt", "../outside.txt",
+                           "gone.txt", "a"]})
+    removed = f.remove_recorded(keep=(root / "keep.qonnx",))
+    assert removed == ["a/b/c.txt", "a/d.txt", "x/y/z.txt", "e/f.txt"]
+    assert (tmp_path / "outside.txt").is_file() and (root / "keep.qonnx").is_file()
+    left = sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
+    assert left == ["e", "e/user.txt", "keep.qonnx", "mine.txt", "run.json"]
+
+
+def test_begin_fresh_deletes_the_last_runs_files_and_resume_keeps_them(tmp_path):
+    f = rf.RunFolder(tmp_path / "run")
+    run = f.begin(flow="oss")
+    assert run["status"] == "running" and run["flow"] == "oss" and run["files"] == []
+    started = run["started_at"]
+    assert set(run) == {"started", "started_at", "status", "flow", "updated", "files"}
+    (f.root / "reports").mkdir()
+    (f.root / "reports" / "r.json").write_text("{}")
+    (f.root / "user.txt").write_text("u")
+    run = f.update(status="failed")
+    assert run["files"] == ["reports/r.json", "user.txt"]
+    assert f.read_run()["status"] == "failed"
+
+    g = rf.RunFolder(f.root)                              # resume: keeps files and start
+    (f.root / "user.txt").unlink()
+    (f.root / "user.txt").write_text("u")                 # recorded file still present
+    run = g.begin(fresh=False, step="b")
+    assert run["started_at"] == started and run["files"] == ["reports/r.json", "user.txt"]
+    (f.root / "later.txt").write_text("l")
+    assert g.files_written() == ["later.txt", "reports/r.json", "user.txt"]
+
+    h = rf.RunFolder(f.root)                              # fresh: deletes what was recorded
+    run = h.begin(fresh=True)
+    assert run["files"] == [] and run["started_at"] >= started
+    assert sorted(p.name for p in f.root.iterdir()) == ["later.txt", "run.json"]
+
+
+def test_begin_resume_of_a_run_without_start_time_starts_it(tmp_path):
+    f = rf.RunFolder(tmp_path)
+    f.write_run({"status": "failed", "files": []})
+    run = f.begin(fresh=False)
+    assert isinstance(run["started_at"], float) and re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", run["started"])
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4}$", run["updated"])
+
+
+# ------------------------------------------------------------------------ build_flows/board.py
+
+def test_bench_args_validate_and_argv():
+    assert hb.BenchArgs().validate().argv() == []
+    args = hb.BenchArgs(board="Pynq-Z2", batch_sizes="1,8", repeats=1, latency_runs=2).validate()
+    assert args.argv() == ["--board", "Pynq-Z2", "--batch-sizes", "1,8", "--repeats", "1", "--latency-runs", "2"]
+    for bad in ("0,1", "a", ""):
+        with pytest.raises(hb.BoardError, match=exact(f"--batch-sizes {bad!r}: expected a comma list of positive "
+                                                      "integers, e.g. 1,8,64")):
+            hb.BenchArgs(batch_sizes=bad).validate()
+    with pytest.raises(hb.BoardError, match=exact("--repeats 0: must be at least 1")):
+        hb.BenchArgs(repeats=0).validate()
+    with pytest.raises(hb.BoardError, match=exact("--latency-runs 0: must be at least 1")):
+        hb.BenchArgs(latency_runs=0).validate()
+    with pytest.raises(Exception, match="NoSuchBoard"):
+        hb.BenchArgs(board="NoSuchBoard").validate()
+
+
+def test_ssh_and_scp_command_lines():
+    common = ["-o", "BatchMode=yes", "-o", "ConnectTimeout=15", "-o", "ServerAliveInterval=15",
+              "-o", "ServerAliveCountMax=4"]
+    t = hb.SshTarget("xilinx@b")
+    assert t.ssh("ls") == ["ssh", *common, "xilinx@b", "ls"]
+    t = hb.SshTarget("xilinx@b", port=2222, identity="/k", options=["StrictHostKeyChecking=no"])
+    extra = ["-o", "StrictHostKeyChecking=no", "-i", "/k"]
+    assert t.ssh("ls") == ["ssh", *common, *extra, "-p", "2222", "xilinx@b", "ls"]
+    assert t.scp_to([Path("a"), Path("b")], "d/") == ["scp", "-q", "-r", *common, *extra, "-P", "2222", "a", "b",
+                                                      "xilinx@b:d/"]
+    assert t.scp_from("d/reports", Path("loc")) == ["scp", "-q", "-r", *common, *extra, "-P", "2222",
+                                                    "xilinx@b:d/reports", "loc"]
+
+
+def test_call_reports_the_last_error_line_and_timeouts():
+    with pytest.raises(hb.BoardError, match=exact("copy failed (exit 3): second")):
+        hb._call(["sh", "-c", "echo first >&2; echo second >&2; exit 3"], "copy", 10)
+    with pytest.raises(hb.BoardError, match=exact("copy failed (exit 4): out")):
+        hb._call(["sh", "-c", "echo out; exit 4"], "copy", 10)
+    with pytest.raises(hb.BoardError, match=exact("copy failed (exit 5): no message")):
+        hb._call(["sh", "-c", "exit 5"], "copy", 10)
+    with pytest.raises(hb.BoardError, match=exact("bench: no answer within 0 s")):
+        hb._call(["sleep", "5"], "bench", 0.2)
+    assert hb._call(["sh", "-c", "exit 6"], "bench", 10, capture=False).returncode == 6
+    assert hb._call(["sh", "-c", "echo hi"], "x", 10).stdout == "hi\n"
+
+
+@pytest.mark.parametrize("remote", ["a2qflow/run", "x", "a/b.c_d-e/", "./x"])
+def test_remote_dir_accepts_plain_paths(remote):
+    assert hb.check_remote_dir(remote) == remote
+
+
+@pytest.mark.parametrize("remote", ["../x", "a/../b", "..", ".", "/", "./", "a b", "a;rm", "$HOME", ""])
+def test_remote_dir_refuses_parent_home_and_shell_characters(remote):
+    with pytest.raises(hb.BoardError, match=exact(f"--remote-dir {remote!r}: use a folder path of letters, digits, "
+                                                  ". _ - / (no .., not the home folder itself)")):
+        hb.check_remote_dir(remote)
+
+
+def _prepare(tmp_path, remote="dep"):
+    return subprocess.run(["sh", "-c", hb.prepare_remote_command(remote)], cwd=tmp_path, capture_output=True,
+                          text=True)
+
+
+def test_prepare_remote_command_refuses_an_unmarked_folder(tmp_path):
+    proc = _prepare(tmp_path)
+    assert proc.returncode == 0 and (tmp_path / "dep").is_dir()
+    (tmp_path / "theirs").mkdir()
+    (tmp_path / "theirs" / "f").write_text("x")
+    proc = _prepare(tmp_path, "theirs")
+    assert proc.returncode == 3
+    assert proc.stderr == "A2QFLOW-REFUSED: theirs exists and was not created by a2qflow deploy\n"
+    assert (tmp_path / "theirs" / "f").is_file()
+
+
+def test_prepare_remote_command_deletes_only_what_the_mark_lists(tmp_path):
+    d = tmp_path / "home" / "dep"
+    for rel in ("a/b/c.txt", "a/x.txt", "top.txt", "user.txt", "e/f/g.txt"):
+        (d / rel).parent.mkdir(parents=True, exist_ok=True)
+        (d / rel).write_text(rel)
+    (d / "empty_user_dir").mkdir()
+    (tmp_path / "victim.txt").write_text("v")
+    (tmp_path / "home" / "victim2.txt").write_text("v")
+    (d / hb.REMOTE_MARK).write_text("a/b/c.txt\na/x.txt\ntop.txt\n\n/etc/passwd\n../victim2.txt\n"
+                                    "a/../../../victim.txt\ne/f/g.txt\nmissing.txt\n")
+    proc = _prepare(tmp_path / "home")
+    assert proc.returncode == 0, proc.stderr
+    left = sorted(p.relative_to(d).as_posix() for p in d.rglob("*"))
+    assert left == ["user.txt"]
+    assert (tmp_path / "victim.txt").is_file() and (tmp_path / "home" / "victim2.txt").is_file()
+    d2 = tmp_path / "home" / "d2"
+    d2.mkdir()
+    (d2 / hb.REMOTE_MARK).write_text("")
+    assert _prepare(tmp_path / "home", "d2").returncode == 0 and list(d2.iterdir()) == []
+
+
+def test_prepare_remote_command_quotes_the_folder():
+    cmd = hb.prepare_remote_command("a/b")
+    assert cmd.startswith("d=a/b; ") and cmd.endswith('mkdir -p "$d"')
+
+
+def test_stage_copies_only_the_listed_files_and_writes_the_mark(tmp_path):
+    pkg = tmp_path / "pkg"
+    _package(pkg, {"a/b.txt": b"b", "c.txt": b"c"})
+    (pkg / "reports").mkdir()
+    (pkg / "reports" / "bench.json").write_text("{}")     # local report: does not travel
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    top = hb._stage(pkg, dest)
+    assert [p.name for p in top] == [hb.REMOTE_MARK, "a", "c.txt", "manifest.json"]
+    assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()) == [
+        hb.REMOTE_MARK, "a/b.txt", "c.txt", "manifest.json"]
+    assert (dest / "a/b.txt").read_bytes() == b"b"
+    mark = (dest / hb.REMOTE_MARK).read_text()
+    assert mark == ("a/b.txt\nc.txt\nmanifest.json\nreports/bench.json\nreports/bench.md\nreports/bench.failed.json\n"
+                    "reports/bench.failed.md\nreports/bench.interrupted.json\nreports/bench.interrupted.md\n"
+                    "reports/bench.running.json\nreports/bench.running.md\n")
+
+
+def test_board_command_line():
+    assert hb._board_command("a2qflow/my run", "python3", "bench", ["--sim", "--board", "Pynq Z2"]) == (
+        "cd 'a2qflow/my run' && PYTHONDONTWRITEBYTECODE=1 python3 -m a2qflow_deploy bench --sim --board 'Pynq Z2'")
+
+
+# ------------------------------------------------------------------------ models/certificate.py
+
+from a2qflow.models import certificate as cf  # noqa: E402
+
+W0 = np.array([[3, -2, 1, 0], [-7, 7, 7, -7]])    # (channels, K): a2q+ norms 8 and 28, L1 norms 6 and 28
+
+
+def _claim(**kw):
+    return {"name": "fc0", "method": "a2q+", "acc_bits": 8, "onnx_weight": "W", "input_bits": 4,
+            "input_signed": False, "weight_bits": 4, "weight_shape": [2, 4], "depthwise": False, **kw}
+
+
+def qgraph(w=W0, claims=None, *, in_signed=0, in_narrow=None, in_scale=(0.25,), input_quant=True, transpose=True,
+           wscale=0.5, wraw=None, op="MatMul", weight_first=False, zeropt=0.0, reshape=True, bits_init=4.0):
+    """A QONNX graph as a2qflow's export writes it: input Quant (UINT4) -> Reshape -> MatMul with
+    weights W (channels, K) -> Quant (INT4 narrow) -> Transpose, and the layer metadata."""
+    from onnx import TensorProto, helper
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.util.basic import qonnx_make_model
+
+    c, k = w.shape
+    nodes, x = [], "inp"
+    if input_quant:
+        attrs = {"signed": in_signed, "rounding_mode": "ROUND"}
+        if in_narrow is not None:
+            attrs["narrow"] = in_narrow
+        nodes.append(helper.make_node("Quant", ["inp", "xs", "xz", "xb"], ["xq"], domain="qonnx.custom_op.general",
+                                      name="xquant", **attrs))
+        x = "xq"
+    if reshape:
+        nodes.append(helper.make_node("Reshape", [x, "shape"], ["xr"], name="reshape"))
+        x = "xr"
+    nodes.append(helper.make_node("Quant", ["W", "ws", "wz", "wb"], ["wq"], domain="qonnx.custom_op.general",
+                                  name="wquant", signed=1, narrow=1, rounding_mode="ROUND"))
+    wt = "wq"
+    if transpose:
+        nodes.append(helper.make_node("Transpose", ["wq"], ["wt"], perm=[1, 0], name="wtrans"))
+        wt = "wt"
+    ins = [wt, x] if weight_first else [x, wt]
+    nodes.append(helper.make_node(op, ins, ["out"], name="layer"))
+    inp = helper.make_tensor_value_info("inp", TensorProto.FLOAT, [1, k])
+    out = helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, c])
+    model = ModelWrapper(qonnx_make_model(helper.make_graph(nodes, "g", [inp], [out])))
+    inits = {"ws": np.array(wscale, dtype=np.float32), "wz": np.array(0.0, dtype=np.float32),
+             "wb": np.array(4.0, dtype=np.float32), "shape": np.array([1, k], dtype=np.int64),
+             "W": (w * wscale if wraw is None else wraw).astype(np.float32)}
+    if input_quant:
+        inits.update(xs=np.array(in_scale, dtype=np.float32), xz=np.array(zeropt, dtype=np.float32),
+                     xb=np.array(bits_init, dtype=np.float32))
+    for name, value in inits.items():
+        if value is not None:
+            model.set_initializer(name, value)
+    if claims is not False:
+        model.set_metadata_prop(cf.LAYERS_KEY, json.dumps(claims or [_claim()]))
+    return model
+
+
+def test_certify_reads_everything_from_the_graph():
+    cert, = cf.certify(qgraph())
+    assert (cert.name, cert.method, cert.acc_bits, cert.input_type, cert.input_range, cert.input_bits,
+            cert.input_signed) == ("fc0", "a2q+", 8, "UINT4", (0, 15), 4, False)
+    assert (cert.weight_type, cert.weight_bits, cert.fan_in, cert.channels) == ("INT4 (narrow)", 4, 4, 2)
+    assert cert.budget == pytest.approx(254 / 15)
+    assert (cert.max_constrained_norm, cert.min_safe_acc_bits, cert.value_bits, cert.datatype_bits) == (28, 9, 9, 10)
+    assert not cert.passed and cert.failing_channels == [1]
+    assert cert.per_channel == [
+        cf.ChannelCert(channel=0, l1_norm=6, constrained_norm=8, min_safe_acc_bits=7, value_range=(-30, 60),
+                       value_bits=7, passed=True),
+        cf.ChannelCert(channel=1, l1_norm=28, constrained_norm=28, min_safe_acc_bits=9, value_range=(-210, 210),
+                       value_bits=9, passed=False)]
+    with pytest.raises(cf.CertificateError, match=exact(
+            "layer fc0, channel 1: a2q+ norm 28 exceeds the budget 16.933 of a 8-bit accumulator with UINT4 inputs "
+            "(needs P=9; 1 channel(s) fail)")):
+        cf.check([cert])
+
+
+def test_certify_a2q_and_qat_layers():
+    cert, = cf.certify(qgraph(claims=[_claim(method="a2q", acc_bits=10)]))
+    assert cert.budget == pytest.approx(511 / 16)
+    assert [c.constrained_norm for c in cert.per_channel] == [6, 28]
+    assert [c.min_safe_acc_bits for c in cert.per_channel] == [8, 10]
+    assert cert.passed and cert.failing_channels == [] and cert.min_safe_acc_bits == 10
+    cf.check([cert])
+    cert, = cf.certify(qgraph(claims=[_claim(method="qat", acc_bits=None)]))
+    assert (cert.acc_bits, cert.budget, cert.max_constrained_norm, cert.min_safe_acc_bits) == (None, None, None, None)
+    assert cert.passed and [c.constrained_norm for c in cert.per_channel] == [None, None]
+    assert [c.passed for c in cert.per_channel] == [True, True]
+    cert, = cf.certify(qgraph(claims=[_claim(method="qat", acc_bits=16)]))
+    assert cert.acc_bits is None
+
+
+def test_certify_layer_popcount_and_signed_inputs():
+    q = np.array([[1, 0, 1], [0, 0, 0]])
+    binary = cf.IntType.from_datatype(cf.DataType["BINARY"])
+    cert = cf.certify_layer("b", "qat", None, q, binary, binary, popcount=True)
+    assert [c.value_range for c in cert.per_channel] == [(0, 3), (0, 3)]
+    assert (cert.value_bits, cert.datatype_bits, cert.input_bits, cert.input_signed) == (3, 3, 1, False)
+    int3 = cf.IntType.from_quant(3, True, False)
+    assert (int3.name, int3.lo, int3.hi, int3.bits, int3.signed, int3.narrow) == ("INT3", -4, 3, 3, True, False)
+    cert = cf.certify_layer("s", "a2q", 8, np.array([[2, -1]]), int3, cf.IntType.from_quant(2, True, True))
+    assert cert.per_channel[0].value_range == (-11, 10)
+    assert (cert.input_bits, cert.input_signed, cert.datatype_bits, cert.weight_type) == (3, True, 5, "INT2 (narrow)")
+    assert cert.budget == pytest.approx(127 / 4)
+
+
+def test_int_type_from_datatype():
+    t = cf.IntType.from_datatype(cf.DataType["UINT3"])
+    assert (t.name, t.lo, t.hi, t.bits, t.signed, t.narrow) == ("UINT3", 0, 7, 3, False, False)
+    with pytest.raises(cf.CertificateError, match=exact("FLOAT32 is not an integer datatype")):
+        cf.IntType.from_datatype(cf.DataType["FLOAT32"])
+    assert cf.IntType.from_quant(4, False, False).name == "UINT4"
+
+
+@pytest.mark.parametrize("raw, message", [
+    ("{", "graph metadata 'a2qflow.layers' is not JSON: "),
+    ('{"a": 1}', "graph metadata 'a2qflow.layers' must be a list of layer records"),
+    ('[1]', "graph metadata 'a2qflow.layers' must be a list of layer records"),
+    ('[{"name": "fc0", "method": "a2q"}]', "graph metadata 'a2qflow.layers', record 0 (fc0): missing field(s) "
+                                           "acc_bits, onnx_weight, input_bits, input_signed, weight_bits, "
+                                           "weight_shape, depthwise"),
+    ('[{}]', "graph metadata 'a2qflow.layers', record 0 (?): missing field(s) name, method"),
+])
+def test_layer_claims_refuse_malformed_metadata(raw, message):
+    model = qgraph(claims=False)
+    model.set_metadata_prop(cf.LAYERS_KEY, raw)
+    with pytest.raises(cf.CertificateError, match="^" + re.escape(message)):
+        cf.layer_claims(model)
+
+
+def test_layer_claims_refuse_missing_metadata_bad_method_and_width():
+    with pytest.raises(cf.CertificateError, match=exact(
+            "graph has no 'a2qflow.layers' metadata: not exported by a2qflow")):
+        cf.layer_claims(qgraph(claims=False))
+    with pytest.raises(cf.CertificateError, match=exact("layer fc0: method 'a2q++'; valid: qat, a2q, a2q+")):
+        cf.layer_claims(qgraph(claims=[_claim(method="a2q++")]))
+    for p in (1, 65, "8", None, 8.0):
+        with pytest.raises(cf.CertificateError, match=exact(f"layer fc0: field acc_bits {p!r} is not a width in 2..64")):
+            cf.layer_claims(qgraph(claims=[_claim(acc_bits=p)]))
+    for p in (2, 64):
+        assert cf.layer_claims(qgraph(claims=[_claim(acc_bits=p)]))[0]["acc_bits"] == p
+    assert cf.layer_claims(qgraph(claims=[_claim(method="qat", acc_bits="x")]))[0]["acc_bits"] == "x"
+
+
+@pytest.mark.parametrize("field, value, found", [
+    ("input_bits", 8, "4 (UINT4 inputs)"), ("input_signed", True, "False (UINT4 inputs)"), ("weight_bits", 3, "4"),
+    ("weight_shape", [4, 2], "[2, 4]"), ("depthwise", True, "False"),
+])
+def test_claims_the_graph_contradicts_are_refused(field, value, found):
+    with pytest.raises(cf.ClaimMismatch, match=exact(
+            f"layer fc0: metadata claims {field}={value!r} but the graph has {found}; the graph was edited "
+            "after export")):
+        cf.certify(qgraph(claims=[_claim(**{field: value})]))
+
+
+def test_input_type_from_quantizers_datatypes_and_refusals():
+    facts = cf.layer_facts(qgraph(in_signed=1, in_narrow=1), "W", "fc0")
+    assert (facts.input_type.lo, facts.input_type.hi, facts.input_type.name) == (-7, 7, "INT4 (narrow)")
+    assert facts.fan_in == 4 and not facts.depthwise and facts.weight_type.name == "INT4 (narrow)"
+    assert np.array_equal(facts.weights, W0)
+    facts = cf.layer_facts(qgraph(in_signed=1), "W", "fc0")
+    assert (facts.input_type.lo, facts.input_type.hi) == (-8, 7)
+    model = qgraph(input_quant=False)
+    with pytest.raises(cf.CertificateError, match=exact(
+            "layer fc0: input 'xr' is not quantized (no quantizer or integer datatype reaches it; found a float "
+            "graph input)")):
+        cf.layer_facts(model, "W", "fc0")
+    model.set_tensor_datatype("inp", cf.DataType["UINT2"])
+    assert cf.layer_facts(model, "W", "fc0").input_type.name == "UINT2"
+    with pytest.raises(cf.CertificateError, match=exact(
+            "layer fc0: input quantizer xquant has a per-channel scale; the dot product is then not an integer "
+            "dot product")):
+        cf.layer_facts(qgraph(in_scale=(0.25, 0.5, 0.5, 0.5)), "W", "fc0")
+    with pytest.raises(cf.CertificateError, match=exact(
+            "layer fc0: quantizer xquant has a non-zero zero point; an integer accumulator needs zero-point 0")):
+        cf.layer_facts(qgraph(zeropt=1.0), "W", "fc0")
+    with pytest.raises(cf.CertificateError, match=exact("layer fc0: bit width: 'xb' is not a constant integer")):
+        cf.layer_facts(qgraph(bits_init=4.5), "W", "fc0")
+
+
+def test_input_type_of_a_non_quantizer_producer_and_a_bipolar_quantizer():
+    from onnx import helper
+
+    model = qgraph(reshape=False)
+    model.graph.node[0].output[0] = "pre"
+    model.graph.node.insert(1, helper.make_node("Relu", ["pre"], ["xq"], name="relu"))
+    with pytest.raises(cf.CertificateError, match=r"input 'xq' is not quantized \(.*; found Relu\)$"):
+        cf.layer_facts(model, "W", "fc0")
+    model = qgraph(reshape=False)
+    model.graph.node[0].op_type = "BipolarQuant"
+    assert cf.layer_facts(model, "W", "fc0").input_type.name == "BIPOLAR"
+    assert cf.quant_type(model, model.graph.node[0], "x").name == "BIPOLAR"
+
+
+def test_quant_type_defaults_to_signed_wide():
+    model = qgraph()
+    node = model.graph.node[0]
+    del node.attribute[:]
+    t = cf.quant_type(model, node, "x")
+    assert (t.name, t.lo, t.hi, t.signed, t.narrow) == ("INT4", -8, 7, True, False)
+    model.graph.node[0].input[2] = "not_an_init"
+    with pytest.raises(cf.CertificateError, match="non-zero zero point"):
+        cf.quant_type(model, model.graph.node[0], "x")
+
+
+def test_integer_weights_refusals():
+    with pytest.raises(cf.CertificateError, match=exact("layer fc0: weight tensor 'nope' is not a quantized initializer")):
+        cf.layer_facts(qgraph(), "nope", "fc0")
+    model = qgraph()
+    with pytest.raises(cf.CertificateError, match=exact(
+            "layer fc0, weights: initializer is off the quantization grid by 0.2 steps (raw float weights, as "
+            "brevitas' export writes for A2Q layers)")):
+        cf.layer_facts(qgraph(wraw=W0 * 0.5 + 0.1), "W", "fc0")
+    assert cf.layer_facts(qgraph(wraw=W0 * 0.5 + 0.0004), "W", "fc0").weights.tolist() == W0.tolist()
+    [n for n in model.graph.node if n.name == "wquant"][0].input[1] = "scale_tensor"
+    with pytest.raises(cf.CertificateError, match=exact("layer fc0, weights: quantizer scale 'scale_tensor' is not "
+                                                        "a constant")):
+        cf.layer_facts(model, "W", "fc0")
+    with pytest.raises(cf.CertificateError, match=exact("layer fc0: its quantized weights feed no MatMul/Gemm/Conv "
+                                                        "node")):
+        cf.layer_facts(qgraph(op="Add"), "W", "fc0")
+    with pytest.raises(cf.CertificateError, match=exact("layer fc0: its weights are not the second input of MatMul")):
+        cf.layer_facts(qgraph(weight_first=True), "W", "fc0")
+    facts = cf.layer_facts(qgraph(transpose=False, wraw=(W0 * 0.5 * 1.0)), "W", "fc0")
+    assert facts.weights.shape == (2, 4)
+
+
+def test_integer_weights_are_what_the_quant_node_computes():
+    w = np.array([[9, -9, 1, 0], [0, 0, 0, 0]])     # beyond INT4 narrow: the Quant node clips to -7..7
+    facts = cf.layer_facts(qgraph(w=w), "W", "fc0")
+    assert facts.weights.tolist() == [[7, -7, 1, 0], [0, 0, 0, 0]]
+
+
+def test_write_certificate_and_certify_and_record(tmp_path):
+    path = tmp_path / "r" / "certificate.json"
+    with pytest.raises(cf.CertificateError, match="channel 1"):
+        cf.certify_and_record(qgraph(), path)
+    doc = json.loads(path.read_text())
+    assert doc["passed"] is False and doc["layers"][0]["failing_channels"] == [1]
+    assert path.read_text().startswith('{\n "passed": false,\n "layers": [\n  {\n   "name": "fc0"')
+    certs = cf.certify_and_record(qgraph(claims=[_claim(acc_bits=9)]), path)
+    assert json.loads(path.read_text())["passed"] is True and certs[0].passed
+
+
+def test_summary_rows():
+    certs = cf.certify(qgraph()) + cf.certify(qgraph(claims=[_claim(method="qat", acc_bits=None)]))
+    assert cf.summary_rows(certs) == [
+        {"layer": "fc0", "method": "a2q+", "P": 8, "input": "UINT4", "K": 4, "norm": 28, "budget": "16.9",
+         "min P": 9, "value": 9, "dtype": 10, "ok": "NO"},
+        {"layer": "fc0", "method": "qat", "P": None, "input": "UINT4", "K": 4, "norm": None, "budget": None,
+         "min P": None, "value": 9, "dtype": 10, "ok": "yes"}]
+
+
+def test_depthwise_conv_facts():
+    from onnx import TensorProto, helper
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.util.basic import qonnx_make_model
+
+    def conv(group, wshape):
+        nodes = [helper.make_node("Quant", ["W", "ws", "wz", "wb"], ["wq"], domain="qonnx.custom_op.general",
+                                  signed=1, narrow=1),
+                 helper.make_node("Conv", ["inp", "wq"], ["out"], group=group, kernel_shape=[3, 3])]
+        inp = helper.make_tensor_value_info("inp", TensorProto.FLOAT, [1, 2, 5, 5])
+        out = helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 2, 3, 3])
+        m = ModelWrapper(qonnx_make_model(helper.make_graph(nodes, "g", [inp], [out])))
+        for n, v in {"W": np.ones(wshape), "ws": np.array(1.0), "wz": np.array(0.0), "wb": np.array(4.0)}.items():
+            m.set_initializer(n, np.asarray(v, dtype=np.float32))
+        m.set_tensor_datatype("inp", cf.DataType["UINT4"])
+        return cf.layer_facts(m, "W", "c")
+
+    assert conv(2, (2, 1, 3, 3)).depthwise and conv(2, (2, 1, 3, 3)).fan_in == 9
+    assert not conv(1, (2, 2, 3, 3)).depthwise
+    assert not conv(2, (4, 2, 3, 3)).depthwise      # grouped, not depthwise
+
+
+# ------------------------------------------------------------------------ sizing.py / overflow.py
+
+from a2qflow.build_flows import overflow as ov  # noqa: E402
+from a2qflow.build_flows import sizing as sz  # noqa: E402
+
+
+def mvau(w, acc="INT16", idt="UINT4", wdt="INT4", no_act=1, xnor=0, runtime=0):
+    """One MVAU_rtl node with the given weights (MW fan-in x MH channels)."""
+    from hw_graphs import mvau_graph
+    from qonnx.custom_op.registry import getCustomOp
+
+    mw, mh = w.shape
+    model = mvau_graph(16, mw=mw, mh=mh, pe=1, simd=1, idt=idt, wdt=wdt)
+    model.set_initializer("weights", w.astype(np.float32))
+    inst = getCustomOp(model.graph.node[0])
+    for k, v in dict(accDataType=acc, noActivation=no_act, binaryXnorMode=xnor,
+                     runtime_writeable_weights=runtime).items():
+        inst.set_nodeattr(k, v)
+    return model
+
+
+def _rec(w, method="a2q+", p=9, name="fc0"):
+    rows = w.T
+    return {"name": name, "method": method, "acc_bits": p, "weight_shape": list(rows.shape),
+            "_key": np.sort(np.abs(rows), axis=1)}
+
+
+def test_size_accumulators_in_every_mode():
+    w = W0.T.copy()                      # MW=4 fan-in, MH=2 channels
+    cases = {("guaranteed", 9): "INT9", ("guaranteed", 12): "INT10", ("value", 12): "INT9",
+             ("datatype", 12): "INT10", ("int32", 12): "INT32"}
+    for (mode, p), acc in cases.items():
+        model = mvau(w)
+        t = sz.SizeAccumulators([_rec(w, p=p)], mode)
+        model = model.transform(t)
+        node = model.graph.node[0]
+        from qonnx.custom_op.registry import getCustomOp
+        inst = getCustomOp(node)
+        assert inst.get_nodeattr("accDataType") == acc, (mode, p)
+        bits = int(acc[3:])
+        assert inst.get_nodeattr("outputDataType") == f"INT{-(-bits // 8) * 8}"   # a graph output: byte-aligned
+        s, = t.sizings
+        assert (s.node, s.layer, s.method, s.fan_in, s.value_bits, s.datatype_bits, s.finn_acc, s.acc,
+                s.runtime_writeable) == ("MVAU_rtl_0", "fc0", "a2q+", 4, 9, 10, "INT16", acc, False)
+        assert s.acc_bits == p
+
+
+def test_size_accumulators_without_records_and_with_runtime_weights():
+    from qonnx.custom_op.registry import getCustomOp
+
+    w = W0.T.copy()
+    for runtime, acc in ((0, "INT9"), (1, "INT10")):
+        model = mvau(w, runtime=runtime, no_act=0)
+        model.set_tensor_datatype("out", cf.DataType["UINT4"])
+        getCustomOp(model.graph.node[0]).set_nodeattr("outputDataType", "UINT4")
+        t = sz.SizeAccumulators(None)
+        model.transform(t)
+        s, = t.sizings
+        assert (s.layer, s.method, s.acc_bits, s.acc, s.runtime_writeable) == (None, None, None, acc, bool(runtime))
+        assert getCustomOp(model.graph.node[0]).get_nodeattr("outputDataType") == "UINT4"
+    with pytest.raises(ValueError, match=exact("accumulator sizing mode 'best'; valid: guaranteed, value, int32, "
+                                               "datatype")):
+        sz.SizeAccumulators(None, "best")
+
+
+def test_size_accumulators_refuses_weights_breaking_the_bound():
+    w = W0.T.copy()
+    with pytest.raises(cf.CertificateError, match=exact(
+            "layer fc0, channel 1: a2q+ norm 28 exceeds the budget 16.933 of a 8-bit accumulator with UINT4 inputs "
+            "(needs P=9; 1 channel(s) fail)")):
+        mvau(w).transform(sz.SizeAccumulators([_rec(w, p=8)]))
+
+
+def test_match_layers_by_weights_up_to_sign_and_order():
+    w = W0.T.copy()
+    model = mvau(w)
+    other = _rec(np.array([[1, 1], [1, 1], [1, 1], [1, 2]]), name="other")
+    flipped = -w[::-1]                   # rows permuted within, signs flipped: still the same layer
+    assert sz.match_layers(model, [other, _rec(flipped)])["MVAU_rtl_0"]["name"] == "fc0"
+    with pytest.raises(cf.CertificateError, match=exact(
+            "MVAU_rtl_0: its weights match no layer recorded in the graph (shape (2, 4)); weights changed after "
+            "export or the graph was not exported by a2qflow")):
+        sz.match_layers(model, [other, {**_rec(w), "_key": None}])
+    with pytest.raises(cf.CertificateError, match="match no layer"):
+        sz.match_layers(model, [{**_rec(w), "weight_shape": [4, 2]}])
+    model.graph.initializer.remove(model.graph.initializer[0])
+    with pytest.raises(cf.CertificateError, match=exact(
+            "MVAU_rtl_0: weights are not in the graph; cannot map it to a layer")):
+        sz.match_layers(model, [_rec(w)])
+    assert sz.node_weight_rows(model, model.graph.node[0]) is None
+
+
+def test_layer_records_check_the_claims():
+    assert sz.layer_records(qgraph(claims=False)) is None
+    rec, = sz.layer_records(qgraph())
+    assert rec["name"] == "fc0" and rec["_key"].tolist() == [[0, 1, 2, 3], [7, 7, 7, 7]]
+    with pytest.raises(cf.ClaimMismatch):
+        sz.layer_records(qgraph(claims=[_claim(weight_bits=8)]))
+
+
+def test_node_attrs_and_popcount_detection():
+    from qonnx.custom_op.registry import getCustomOp
+
+    model = mvau(W0.T.copy())
+    node = model.graph.node[0]
+    assert sz.node_attrs(node, ("MW", "MH", "nonexistent")) == {"MW": 4, "MH": 2}
+    assert not sz.is_popcount_node(getCustomOp(node))
+    assert sz.is_popcount_node(getCustomOp(mvau(np.ones((3, 2)), idt="BINARY", wdt="BINARY", xnor=1).graph.node[0]))
+    assert sz.is_popcount_node(getCustomOp(mvau(np.ones((3, 2)), idt="BIPOLAR", wdt="BIPOLAR").graph.node[0]))
+    assert not sz.is_popcount_node(getCustomOp(mvau(np.ones((3, 2)), idt="BIPOLAR", wdt="INT2").graph.node[0]))
+    assert not sz.is_popcount_node(getCustomOp(mvau(np.ones((3, 2)), idt="INT2", wdt="BIPOLAR").graph.node[0]))
+    assert [sz.is_dot_product_node(SimpleNamespace(op_type=t)) for t in ("MVAU_rtl", "VVAU_hls", "MVAUx", "Thresholding")] \
+        == [True, True, False, False]
+
+
+def test_vvau_weight_rows():
+    from onnx import helper
+    from hw_graphs import _one_node_model
+
+    node = helper.make_node("VVAU_hls", ["inp", "w"], ["out"], domain="finn.custom_op.fpgadataflow.hls",
+                            backend="fpgadataflow", Channels=2, Kernel=[2, 1], PE=1, SIMD=1, Dim=[1, 1],
+                            inputDataType="UINT4", weightDataType="INT4", outputDataType="INT16",
+                            accDataType="INT16", noActivation=1)
+    w = np.arange(4, dtype=np.float32).reshape(2, 1, 2, 1)
+    model = _one_node_model(node, [1, 1, 1, 4], [1, 1, 1, 2], "UINT4", "INT16", {"w": (w, "INT4")})
+    assert sz.node_weight_rows(model, model.graph.node[0]).tolist() == [[0, 1], [2, 3]]
+
+
+def test_overflow_check_node_counts_worst_case_and_data_wraps():
+    w = W0.T[:3, :].copy()               # channels [3, -2, 1] and [-7, 7, 7]: sums -30..60 and -105..210
+    model = mvau(w, acc="INT9")
+    r = ov.check_node(model, model.graph.node[0], np.array([100, -129, 5, 300]))
+    assert r == {"node": "MVAU_rtl_0", "acc": "INT9", "acc_bits": 9, "signed_acc": True, "worst_case_channels": 2,
+                 "worst_case_wraps": 0, "worst_case_wraps_at_p_minus_1": 1, "first_wrapping_channel_at_p_minus_1": 1,
+                 "data_values": 4, "data_wraps": 1, "data_wraps_at_p_minus_1": 2, "data_max_abs": 300}
+    model = mvau(w, acc="INT8")
+    r = ov.check_node(model, model.graph.node[0], np.array([], dtype=np.int64))
+    assert (r["worst_case_wraps"], r["worst_case_wraps_at_p_minus_1"], r["first_wrapping_channel_at_p_minus_1"]) \
+        == (1, 1, 1)
+    assert (r["data_values"], r["data_wraps"], r["data_wraps_at_p_minus_1"]) == (0, None, None)
+    model = mvau(w, acc="INT7")
+    r = ov.check_node(model, model.graph.node[0], None)
+    assert (r["worst_case_wraps"], r["worst_case_wraps_at_p_minus_1"], r["first_wrapping_channel_at_p_minus_1"]) \
+        == (1, 2, 0)
+    model = mvau(w, acc="INT10")
+    r = ov.check_node(model, model.graph.node[0], None)
+    assert (r["worst_case_wraps"], r["worst_case_wraps_at_p_minus_1"], r["first_wrapping_channel_at_p_minus_1"]) \
+        == (0, 0, None)
+    with pytest.raises(ov.AccumulatorOverflow, match=exact(
+            "MVAU_rtl_0: INT9 accumulator wraps on 0 worst-case channel(s) and 1 test-data value(s)")):
+        ov.raise_on_wrap([{"node": "a", "acc": "INT9", "worst_case_wraps": 0, "data_wraps": None},
+                          {"node": "MVAU_rtl_0", "acc": "INT9", "worst_case_wraps": 0, "data_wraps": 1}])
+    with pytest.raises(ov.AccumulatorOverflow, match=exact(
+            "b: INT8 accumulator wraps on 2 worst-case channel(s) and None test-data value(s)")):
+        ov.raise_on_wrap([{"node": "b", "acc": "INT8", "worst_case_wraps": 2, "data_wraps": None}])
+    ov.raise_on_wrap([{"node": "a", "acc": "INT9", "worst_case_wraps": 0, "data_wraps": 0}])
+
+
+def test_overflow_check_of_unsigned_accumulators_and_popcounts():
+    w = np.array([[1, 2], [3, 0], [1, 1]])           # all >= 0: sums 0..75 and 0..45 for UINT4 inputs
+    model = mvau(w, acc="UINT7")
+    r = ov.check_node(model, model.graph.node[0], np.array([0, 127, 128, -1]))
+    assert (r["signed_acc"], r["worst_case_wraps"], r["worst_case_wraps_at_p_minus_1"]) == (False, 0, 2)
+    assert (r["data_wraps"], r["data_wraps_at_p_minus_1"], r["first_wrapping_channel_at_p_minus_1"]) == (2, 2, 0)
+    model = mvau(w, acc="UINT6")
+    assert ov.check_node(model, model.graph.node[0], None)["worst_case_wraps"] == 1
+    model = mvau(np.array([[1, 0], [0, 0], [1, 1], [1, 0]]), acc="INT4", idt="BINARY", wdt="BINARY", xnor=1)
+    r = ov.check_node(model, model.graph.node[0], None)           # popcount 0..4 per channel
+    assert (r["worst_case_wraps"], r["worst_case_wraps_at_p_minus_1"]) == (0, 2)
+    model = mvau(np.array([[1, -1], [-1, -1], [1, 1]]), acc="INT3", idt="BIPOLAR", wdt="BIPOLAR")
+    r = ov.check_node(model, model.graph.node[0], None)           # popcount 0..3
+    assert (r["worst_case_wraps"], r["worst_case_wraps_at_p_minus_1"]) == (0, 2)
+
+
+def test_overflow_check_model_reads_the_saved_accumulators(tmp_path):
+    model = mvau(W0.T[:3, :].copy(), acc="INT9")
+    results = ov.check_model(model, tmp_path / "none.npz")
+    assert [r["data_values"] for r in results] == [0]
+    np.savez_compressed(tmp_path / "acc.npz", **{"0": np.array([300, 1])})
+    r, = ov.check_model(model, tmp_path / "acc.npz")
+    assert (r["data_values"], r["data_wraps"]) == (2, 1)
