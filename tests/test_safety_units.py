@@ -997,3 +997,352 @@ def test_overflow_check_model_reads_the_saved_accumulators(tmp_path):
     np.savez_compressed(tmp_path / "acc.npz", **{"0": np.array([300, 1])})
     r, = ov.check_model(model, tmp_path / "acc.npz")
     assert (r["data_values"], r["data_wraps"]) == (2, 1)
+
+
+# ------------------------------------------------------------------------ build_flows/package.py
+
+from a2qflow.build_flows import package as pk  # noqa: E402
+from a2qflow.build_flows.reference import Reference  # noqa: E402
+
+
+def _hw_run(root: Path, *, steps=("step_a", "step_hw"), driver=True, status="complete", board="Pynq-Z2") -> rf.RunFolder:
+    """A finished run folder without FINN: a non-HW and an all-HW intermediate model, FINN's
+    driver settings, run.json."""
+    folder = rf.RunFolder(root)
+    folder.write_run({"status": status, "board": board, "flow": "oss", "sizing": "guaranteed", "versions": {"x": 1},
+                      "steps": list(steps)})
+    _one_node_onnx(folder.intermediate("step_a"), "Relu")
+    mvau(W0.T.copy(), acc="INT9").save(str(folder.intermediate("step_hw")))
+    if driver:
+        (folder.finn / "driver").mkdir(parents=True)
+        (folder.finn / "driver" / "settings.json").write_text('{"driver_information": {}}')
+    return folder
+
+
+def _ref(n=3, labels=True):
+    x = np.arange(n * 4, dtype=np.float32).reshape(n, 4)
+    return Reference(x, np.ones((n, 2)), True, "trained model", np.arange(n) if labels else None, dataset="digits")
+
+
+def test_sim_graph_is_the_last_all_hw_step(tmp_path):
+    folder = _hw_run(tmp_path / "run")
+    assert pk.sim_graph(folder) == (folder.intermediate("step_hw"), "step_hw")
+    folder.write_run({"steps": ["step_hw", "step_a"]})
+    assert pk.sim_graph(folder) == (folder.intermediate("step_hw"), "step_hw")
+    folder.write_run({"steps": ["step_a", "step_missing"]})
+    with pytest.raises(pk.PackageError, match=exact(
+            f"{folder.intermediate_models}: no saved HW graph (all nodes FINN HW layers); did the build reach "
+            "step_create_dataflow_partition?")):
+        pk.sim_graph(folder)
+    folder.run_json.unlink()                             # no run.json: the saved steps by time
+    os.utime(folder.intermediate("step_a"), (2000, 2000))
+    os.utime(folder.intermediate("step_hw"), (1000, 1000))
+    assert pk.sim_graph(folder)[1] == "step_hw"
+    folder.intermediate("step_hw").write_bytes(b"\x08garbage")
+    with pytest.raises(pk.PackageError, match=exact(f"{folder.intermediate('step_hw')}: not a readable ONNX graph "
+                                                    "(DecodeError)")):
+        pk.sim_graph(folder)
+
+
+def test_all_hw_excludes_partitions_iodma_and_empty_graphs():
+    def graph(*nodes):
+        return SimpleNamespace(graph=SimpleNamespace(node=[SimpleNamespace(domain=d, op_type=t) for d, t in nodes]))
+
+    hw = "finn.custom_op.fpgadataflow.rtl"
+    assert pk._all_hw(graph((hw, "MVAU_rtl"), ("finn.custom_op.fpgadataflow", "Thresholding_hls")))
+    assert not pk._all_hw(graph())
+    assert not pk._all_hw(graph((hw, "MVAU_rtl"), ("", "Relu")))
+    assert not pk._all_hw(graph((hw, "MVAU_rtl"), ("finn.custom_op.fpgadataflow", "StreamingDataflowPartition")))
+    assert not pk._all_hw(graph((hw, "IODMA_hls"), (hw, "MVAU_rtl")))
+    assert not pk._all_hw(graph(("qonnx.custom_op.general", "MVAU_rtl")))
+
+
+def _parent(path: Path, ops: list[tuple[str, dict]]):
+    """dataflow_parent.onnx: `ops` around one StreamingDataflowPartition, in order."""
+    from onnx import TensorProto, helper
+    from qonnx.core.datatype import DataType
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.util.basic import qonnx_make_model
+
+    nodes, inits, t = [], {}, "inp"
+    for i, (op, kw) in enumerate(ops):
+        out = f"t{i}"
+        if op == "SDP":
+            nodes.append(helper.make_node("StreamingDataflowPartition", [t], [out], name="sdp",
+                                          domain="finn.custom_op.fpgadataflow"))
+        elif op in ("Mul", "Add"):
+            nodes.append(helper.make_node(op, [t, f"c{i}"], [out], name=f"{op}_{i}"))
+            if kw.get("const") is not None:
+                inits[f"c{i}"] = np.asarray(kw["const"], dtype=np.float32)
+        elif op == "Reshape":
+            nodes.append(helper.make_node(op, [t, f"c{i}"], [out], name=f"Reshape_{i}"))
+            inits[f"c{i}"] = np.array(kw["shape"], dtype=np.int64)
+        elif op == "Transpose":
+            nodes.append(helper.make_node(op, [t], [out], perm=kw["perm"], name=f"Transpose_{i}"))
+        else:
+            nodes.append(helper.make_node(op, [t], [out], name=f"{op}_{i}"))
+        t = out
+    inp = helper.make_tensor_value_info("inp", TensorProto.FLOAT, [1, 2, 3])
+    out = helper.make_tensor_value_info(t, TensorProto.FLOAT, None)
+    model = ModelWrapper(qonnx_make_model(helper.make_graph(nodes, "p", [inp], [out])))
+    for k, v in inits.items():
+        model.set_initializer(k, v)
+    for i, (op, kw) in enumerate(ops):
+        if "out_shape" in kw:
+            model.set_tensor_shape(f"t{i}", kw["out_shape"])
+    model.set_tensor_datatype("inp", DataType["UINT8"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(str(path))
+
+
+def test_io_wrapping_reads_the_cpu_ops_around_the_partition(tmp_path):
+    folder = _hw_run(tmp_path / "run")
+    graph = pk.ModelWrapper(str(folder.intermediate("step_hw")))
+    assert pk.io_wrapping(folder, graph) == {"model_input_shape": [1, 4], "pre": [], "post": []}
+    parent = folder.intermediate_models / "dataflow_parent.onnx"
+    _parent(parent, [("Transpose", {"perm": [0, 2, 1]}), ("Reshape", {"shape": [1, 6], "out_shape": [1, 6]}),
+                     ("SDP", {}), ("Mul", {"const": [[0.5, 2.0]]}), ("Add", {"const": [1.0]}),
+                     ("Flatten", {"out_shape": [1, 2]})])
+    io = pk.io_wrapping(folder, graph)
+    assert io == {"model_input_shape": [1, 2, 3], "input_datatype": "UINT8",
+                  "pre": [{"op": "transpose", "perm": [0, 2, 1], "node": "Transpose_0"},
+                          {"op": "reshape", "shape": [6], "node": "Reshape_1"}],
+                  "post": [{"op": "mul", "const": [0.5, 2.0], "shape": [1, 2], "node": "Mul_3"},
+                           {"op": "add", "const": [1.0], "shape": [1], "node": "Add_4"},
+                           {"op": "reshape", "shape": [2], "node": "Flatten_5"}]}
+    _parent(parent, [("SDP", {}), ("Relu", {})])
+    with pytest.raises(pk.PackageError, match=exact(
+            f"{parent}: node Relu_1 (Relu) runs outside the accelerator; the board driver applies only Flatten, "
+            "Reshape, Transpose, Mul, Add")):
+        pk.io_wrapping(folder, graph)
+    _parent(parent, [("SDP", {}), ("Mul", {"const": None})])
+    with pytest.raises(pk.PackageError, match=r"node Mul_1 \(Mul\) runs outside the accelerator"):
+        pk.io_wrapping(folder, graph)
+    _parent(parent, [("SDP", {}), ("SDP", {})])
+    with pytest.raises(pk.PackageError, match=exact(f"{parent}: 2 dataflow partitions; the board package supports "
+                                                    "one")):
+        pk.io_wrapping(folder, graph)
+
+
+def test_host_test_set_from_the_reference_folder(tmp_path):
+    folder = _hw_run(tmp_path / "run")
+    with pytest.raises(pk.PackageError, match=exact(f"{folder.root}: no reference/ test set and no checkpoint: nothing "
+                                                    "to test the board with")):
+        pk.host_test_set(folder)
+    _ref(5).save(folder.reference)
+    ts = pk.host_test_set(folder, max_samples=2)
+    assert ts.x.shape == (2, 4) and ts.labels.tolist() == [0, 1]
+    assert len(pk.host_test_set(folder).x) == 5
+
+
+def test_check_test_set_refuses_wrong_shapes_and_lengths():
+    io = {"model_input_shape": [1, 4]}
+    pk._check_test_set(io, _ref(3))
+    with pytest.raises(pk.PackageError, match=exact("test inputs have shape (3, 4); the network takes (N, 2, 2)")):
+        pk._check_test_set({"model_input_shape": [1, 2, 2]}, _ref(3))
+    bad = _ref(3)
+    bad.expected = bad.expected[:2]
+    with pytest.raises(pk.PackageError, match=exact("test set lengths differ: x 3, labels 3, host outputs 2")):
+        pk._check_test_set(io, bad)
+    bad = _ref(3)
+    bad.labels = bad.labels[:1]
+    with pytest.raises(pk.PackageError, match=exact("test set lengths differ: x 3, labels 1, host outputs 3")):
+        pk._check_test_set(io, bad)
+    pk._check_test_set(io, _ref(3, labels=False))
+    bad = _ref(3, labels=False)
+    bad.expected = bad.expected[:1]
+    with pytest.raises(pk.PackageError, match=exact("test set lengths differ: x 3, labels None, host outputs 1")):
+        pk._check_test_set(io, bad)
+
+
+def test_write_package_lists_every_file_and_verifies(tmp_path):
+    folder = _hw_run(tmp_path / "run")
+    (folder.package).mkdir(parents=True)
+    (folder.package / "stale.txt").write_text("old package")
+    pkg = pk.write_package(folder, "Pynq-Z2", _ref(3))
+    assert pkg == folder.package and not (pkg / "stale.txt").exists()
+    assert sorted(p.name for p in folder.root.iterdir() if p.name.startswith(".")) == []
+    m = json.loads((pkg / "manifest.json").read_text())
+    files = sorted(m["files"])
+    code = sorted(f"a2qflow_deploy/{p.name}" for p in pk.deploy_sources())
+    assert files == sorted(["README.md", "data/host_output.npy", "data/test_x.npy", "data/test_y.npy",
+                            "driver/settings.json", "sim/hw_graph.onnx", *code])
+    assert "__init__.py" in [Path(c).name for c in code] and "manifest.py" in [Path(c).name for c in code]
+    assert (m["format"], m["board"], m["part"], m["platform"], m["run"], m["entry"]) == (
+        "a2qflow-deploy/1", "Pynq-Z2", "xc7z020clg400-1", "zynq-iodma", "run", "python3 -m a2qflow_deploy bench")
+    assert m["build"] == {"flow": "oss", "sizing": "guaranteed", "versions": {"x": 1}}
+    assert (m["bitfile"], m["hwh"], m["sim_only"]) == (None, None, True)
+    assert m["no_bitfile_reason"] == "oss flow: no bitstream was synthesized (that needs Vivado)"
+    assert (m["settings"], m["runtime_weights"], m["hw_graph"], m["hw_graph_step"]) == (
+        "driver/settings.json", None, "sim/hw_graph.onnx", "step_hw")
+    assert m["settings_source"] == "finn-plus step_make_driver (MakePYNQDriver) of the bitstream build"
+    assert m["io"] == {"model_input_shape": [1, 4], "pre": [], "post": []}
+    assert m["accelerator_sim"] is None and m["finn_estimate"] is None
+    assert m["test_set"] == {"x": "data/test_x.npy", "y": "data/test_y.npy", "host_output": "data/host_output.npy",
+                             "samples": 3, "task": "classification", "dataset": "digits", "host_model": "trained model"}
+    assert np.load(pkg / "data/test_x.npy").dtype == np.float32
+    assert np.load(pkg / "data/test_y.npy").tolist() == [0, 1, 2]
+    assert m["files"]["sim/hw_graph.onnx"]["sha256"] == mf.sha256_file(folder.intermediate("step_hw"))
+    readme = (pkg / "README.md").read_text()
+    assert readme.startswith("# a2qflow deployment package: Pynq-Z2 (xc7z020clg400-1)\n\nBuilt by a2qflow ")
+    assert ("from run `run`; runs on the simulated board only (no bitfile: oss flow: no bitstream was synthesized "
+            "(that needs Vivado)).") in readme
+    assert mf.load_package(pkg, "Pynq-Z2", sim=True).manifest == m
+    assert pk.package_is_current(folder)
+    assert pk.ensure_package(folder, log=pytest.fail) == pkg
+
+    pkg2 = pk.write_package(folder, pk.get_board("Pynq-Z2"), _ref(2, labels=False))
+    m2 = json.loads((pkg2 / "manifest.json").read_text())
+    assert m2["test_set"]["y"] is None and "data/test_y.npy" not in m2["files"]
+    assert not (pkg2 / "data/test_y.npy").exists()
+
+
+def test_package_is_current_goes_stale_on_every_source_change(tmp_path):
+    folder = _hw_run(tmp_path / "run")
+    assert not pk.package_is_current(folder)                      # no package yet
+    pk.write_package(folder, "Pynq-Z2", _ref(3))
+    assert pk.package_is_current(folder)
+    readme = folder.package / "README.md"
+    readme.write_text(readme.read_text() + "edited")
+    assert not pk.package_is_current(folder)                      # a shipped file edited
+    pk.write_package(folder, "Pynq-Z2", _ref(3))
+    (folder.package / "data/test_x.npy").unlink()
+    assert not pk.package_is_current(folder)                      # a shipped file missing
+    pk.write_package(folder, "Pynq-Z2", _ref(3))
+    mvau(W0.T.copy(), acc="INT10").save(str(folder.intermediate("step_hw")))
+    assert not pk.package_is_current(folder)                      # the HW graph changed
+    pk.write_package(folder, "Pynq-Z2", _ref(3))
+    bitdir = folder.finn / "bitfile"
+    bitdir.mkdir()
+    (bitdir / "finn-accel.bit").write_bytes(b"bit")
+    (bitdir / "finn-accel.hwh").write_bytes(b"hwh")
+    assert not pk.package_is_current(folder)                      # a bitfile appeared
+    _ref(3).save(folder.reference)
+    logs = []
+    pkg = pk.ensure_package(folder, log=logs.append)
+    assert logs == [f"writing the deployment package of {folder.root} ..."]
+    m = json.loads((pkg / "manifest.json").read_text())
+    assert (m["bitfile"], m["hwh"], m["sim_only"]) == ("bitfile/finn-accel.bit", "bitfile/finn-accel.hwh", False)
+    assert (pkg / "bitfile/finn-accel.bit").read_bytes() == b"bit"
+    assert "runs on the board." in (pkg / "README.md").read_text()
+    assert pk.package_is_current(folder)
+    (bitdir / "finn-accel.hwh").write_bytes(b"hwh2")
+    assert not pk.package_is_current(folder)                      # the hwh changed
+    pk.write_package(folder, "Pynq-Z2", _ref(3))
+    m = json.loads((folder.package / "manifest.json").read_text())
+    m["files"]["a2qflow_deploy/extra.py"] = m["files"]["README.md"]
+    (folder.package / "a2qflow_deploy/extra.py").write_bytes((folder.package / "README.md").read_bytes())
+    (folder.package / "manifest.json").write_text(json.dumps(m))
+    assert not pk.package_is_current(folder)                      # board code of another a2qflow
+    pk.write_package(folder, "Pynq-Z2", _ref(3))
+    m = json.loads((folder.package / "manifest.json").read_text())
+    (folder.package / "manifest.json").write_text(json.dumps({**m, "bitfile": None}))
+    assert not pk.package_is_current(folder)                      # manifest says no bitfile, the run has one
+    (folder.package / "manifest.json").write_text(json.dumps({k: v for k, v in m.items() if k != "files"}))
+    assert not pk.package_is_current(folder)
+    (folder.package / "manifest.json").write_text("{")
+    assert not pk.package_is_current(folder)
+    pk.write_package(folder, "Pynq-Z2", _ref(3))
+    (bitdir / "finn-accel.hwh").unlink()
+    assert not pk.package_is_current(folder)
+    with pytest.raises(pk.PackageError, match=exact(f"{bitdir / 'finn-accel.bit'} has no finn-accel.hwh beside it; "
+                                                    "pynq needs both")):
+        pk.write_package(folder, "Pynq-Z2", _ref(3))
+
+
+def test_shipped_intact():
+    assert not pk._shipped_intact(Path("/nonexistent/x"), {"sha256": "0"})
+
+
+def test_package_run_refusals(tmp_path):
+    folder = rf.RunFolder(tmp_path / "none")
+    with pytest.raises(pk.PackageError, match=exact(f"{folder.root} is not an a2qflow run folder (no run.json)")):
+        pk.package_run(folder)
+    folder = _hw_run(tmp_path / "nob", board=None)
+    with pytest.raises(pk.PackageError, match=exact(f"{folder.root}: run.json names no board; pass the board")):
+        pk.package_run(folder.root)
+    folder = _hw_run(tmp_path / "running", status="running")
+    with pytest.raises(pk.PackageError, match=exact(f"run {folder.root} is not complete (status 'running'); finish "
+                                                    "the build first")):
+        pk.package_run(str(folder.root))
+    _ref(4).save(folder.reference)
+    pkg = pk.package_run(folder.root, require_complete=False, max_samples=2)
+    assert json.loads((pkg / "manifest.json").read_text())["test_set"]["samples"] == 2
+    with pytest.raises(pk.PackageError, match=exact(f"run {folder.root} was built for Pynq-Z2, not ZCU104")):
+        pk.package_run(folder.root, "ZCU104", require_complete=False)
+    folder = _hw_run(tmp_path / "done")
+    _ref(2).save(folder.reference)
+    assert json.loads((pk.package_run(folder, "Pynq-Z2") / "manifest.json").read_text())["board"] == "Pynq-Z2"
+
+
+def test_swap_in_replaces_the_old_package_whole(tmp_path):
+    (tmp_path / "tmp").mkdir()
+    (tmp_path / "tmp" / "new").write_text("n")
+    assert pk._swap_in(tmp_path / "tmp", tmp_path / "package") == tmp_path / "package"
+    (tmp_path / "tmp").mkdir()
+    (tmp_path / "tmp" / "newer").write_text("n")
+    pk._swap_in(tmp_path / "tmp", tmp_path / "package")
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == ["package", "package/newer"]
+
+
+def test_listing_skips_the_manifest_and_caches(tmp_path):
+    for rel in ("a.txt", "manifest.json", "c/__pycache__/x.pyc", "c/d.py", "sub/manifest.json"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x")
+    assert sorted(pk._listing(tmp_path)) == ["a.txt", "c/d.py"]
+
+
+def test_accelerator_sources_and_copy(tmp_path):
+    folder = _hw_run(tmp_path / "run")
+    assert pk.accelerator_sources(folder) == {}
+    design = folder.accelerator / "design"
+    (design / "obj").mkdir(parents=True)
+    (design / "obj" / "Vtop").write_bytes(b"bin")
+    assert pk.accelerator_sources(folder) == {}                  # no design.json
+    (design / "design.json").write_text(json.dumps({"data": ["w0.dat"], "binary": "/abs/Vtop"}))
+    (design / "w0.dat").write_text("w")
+    src = pk.accelerator_sources(folder)
+    assert src == {"sim/accelerator/Vtop": design / "obj" / "Vtop", "sim/accelerator/design.json": design / "design.json",
+                   "sim/accelerator/w0.dat": design / "w0.dat"}
+    (design / "obj" / "Vtop").chmod(0o755)
+    folder.write_report("accelerator_sim.json", {"cycles_per_image": 10, "latency_cycles": 12})
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    assert pk._copy_accelerator(folder, dest) == {"accelerator_sim": {
+        "dir": "sim/accelerator", "tool": "Verilator", "cycles_per_image": 10, "latency_cycles": 12}}
+    assert json.loads((dest / "sim/accelerator/design.json").read_text()) == {"data": ["w0.dat"], "binary": "Vtop"}
+    assert os.access(dest / "sim/accelerator/Vtop", os.X_OK)
+    assert (design / "obj" / "Vtop").read_bytes() == b"bin"
+    pkg = pk.write_package(folder, "Pynq-Z2", _ref(2))
+    assert pk.package_is_current(folder)
+    (design / "w0.dat").write_text("w2")
+    assert not pk.package_is_current(folder)                     # a weight file of the simulator changed
+    shutil_rm = __import__("shutil").rmtree
+    shutil_rm(folder.accelerator)
+    assert not pk.package_is_current(folder)                     # the package has a simulator, the run none
+    assert sorted(json.loads((pkg / "manifest.json").read_text())["files"]).count("sim/accelerator/Vtop") == 1
+
+
+def test_copy_driver_reports_runtime_weights(tmp_path):
+    folder = _hw_run(tmp_path / "run")
+    (folder.finn / "driver" / "runtime_weights").mkdir()
+    dest = tmp_path / "d1"
+    dest.mkdir()
+    assert pk._copy_driver(folder, None, None, dest)["runtime_weights"] is None      # empty folder
+    (folder.finn / "driver" / "runtime_weights" / "0.dat").write_text("1")
+    dest = tmp_path / "d2"
+    dest.mkdir()
+    assert pk._copy_driver(folder, None, None, dest)["runtime_weights"] == "driver/runtime_weights"
+    calls = []
+    monkey = pk.make_driver_settings
+    try:
+        pk.make_driver_settings = lambda *a: calls.append(a) or (a[2].mkdir(parents=True))
+        folder = _hw_run(tmp_path / "run2", driver=False)
+        dest = tmp_path / "d3"
+        dest.mkdir()
+        got = pk._copy_driver(folder, "B", Path("g.onnx"), dest)
+        assert calls == [(Path("g.onnx"), "B", dest / "driver", folder.finn_tmp)]
+        assert got == {"settings": "driver/settings.json", "settings_source": "finn-plus MakePYNQDriver, run by a2qflow "
+                       "on the final HW graph after FINN's IODMA insertion", "runtime_weights": None}
+    finally:
+        pk.make_driver_settings = monkey
