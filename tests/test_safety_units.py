@@ -1346,3 +1346,154 @@ def test_copy_driver_reports_runtime_weights(tmp_path):
                        "on the final HW graph after FINN's IODMA insertion", "runtime_weights": None}
     finally:
         pk.make_driver_settings = monkey
+
+
+def _fake_ssh(monkeypatch, answers):
+    """subprocess.run of the board module answered from `answers` (first word of the remote
+    command or 'scp-to'/'scp-from' -> (returncode, stdout, stderr)); scp from the board brings
+    a bench.json back."""
+    calls = []
+
+    def run(cmd, capture_output=True, text=True, timeout=None):
+        calls.append((cmd, timeout))
+        if cmd[0] == "scp":
+            key = "scp-from" if ":" in cmd[-2] else "scp-to"
+            rc, out, err = answers.get(key, (0, "", ""))
+            if key == "scp-from" and rc == 0:
+                (Path(cmd[-1]) / "reports").mkdir()
+                (Path(cmd[-1]) / "reports" / "bench.json").write_text("{}")
+                (Path(cmd[-1]) / "reports" / "other.json").write_text("{}")
+        else:
+            word = "prepare" if cmd[-1].startswith("d=") else cmd[-1].split(" -m a2qflow_deploy ")[1].split()[0]
+            rc, out, err = answers.get(word, (0, f"{word} ok\n", ""))
+        return subprocess.CompletedProcess(cmd, rc, out, err)
+
+    monkeypatch.setattr(hb.subprocess, "run", run)
+    monkeypatch.setattr(hb.shutil, "which", lambda tool: f"/usr/bin/{tool}")
+    return calls
+
+
+def _deploy_setup(tmp_path, monkeypatch, **fields):
+    folder = rf.RunFolder(tmp_path / "myrun")
+    folder.write_run({"status": "complete"})
+    pkg = folder.package
+    _package(pkg, {"driver/settings.json": b"{}", "bitfile/a.bit": b"bit"}, **{"bitfile": "bitfile/a.bit", **fields})
+    monkeypatch.setattr(hb, "ensure_package", lambda f, log: pkg)
+    return folder, pkg
+
+
+def test_deploy_copies_checks_benches_and_brings_the_report_back(tmp_path, monkeypatch):
+    folder, pkg = _deploy_setup(tmp_path, monkeypatch)
+    calls = _fake_ssh(monkeypatch, {})
+    logs = []
+    cfg = hb.DeployConfig(hb.SshTarget("xilinx@b"), bench=True, bench_args=hb.BenchArgs(board="Pynq-Z2", repeats=2))
+    assert hb.deploy(folder, cfg, log=logs.append) == 0
+    remote = [c[0][-1] for c in calls if c[0][0] == "ssh"]
+    assert remote[0] == hb.prepare_remote_command("a2qflow/myrun")
+    assert remote[1:] == ["cd a2qflow/myrun && PYTHONDONTWRITEBYTECODE=1 python3 -m a2qflow_deploy check --board Pynq-Z2",
+                          "cd a2qflow/myrun && PYTHONDONTWRITEBYTECODE=1 python3 -m a2qflow_deploy bench --board "
+                          "Pynq-Z2 --repeats 2"]
+    assert [c[1] for c in calls] == [300.0, 900.0, 300.0, 7200.0, 900.0]
+    scp_to = calls[1][0]
+    assert scp_to[-1] == "xilinx@b:a2qflow/myrun/" and [Path(p).name for p in scp_to[-5:-1]] == [
+        hb.REMOTE_MARK, "bitfile", "driver", "manifest.json"]
+    assert calls[4][0][-2] == "xilinx@b:a2qflow/myrun/reports"
+    board_reports = folder.report("board")
+    assert logs == [f"copied {pkg} to xilinx@b:a2qflow/myrun", "check ok", f"report brought back: {board_reports}"]
+    assert sorted(p.name for p in board_reports.iterdir()) == ["bench.json"]
+
+
+def test_deploy_without_bench_and_to_a_simulated_board(tmp_path, monkeypatch):
+    folder, pkg = _deploy_setup(tmp_path, monkeypatch, bitfile=None, no_bitfile_reason="oss flow")
+    calls = _fake_ssh(monkeypatch, {"bench": (2, "", "")})
+    with pytest.raises(hb.BoardError, match=exact(
+            f"{pkg} is sim-only (oss flow): nothing a board can run. Build with `a2qflow build --flow bitstream` on "
+            "a machine with Vivado, or pass --sim")):
+        hb.deploy(folder, hb.DeployConfig(hb.SshTarget("h")), log=lambda s: None)
+    assert calls == []
+    logs = []
+    cfg = hb.DeployConfig(hb.SshTarget("h"), remote_dir="x/y", python="py3", sim=True)
+    assert hb.deploy(folder, cfg, log=logs.append) == 0
+    assert [c[0][-1] for c in calls][1:] == ["h:x/y/", "cd x/y && PYTHONDONTWRITEBYTECODE=1 py3 -m a2qflow_deploy check --sim"]
+    cfg.bench = True
+    assert hb.deploy(folder, cfg, log=logs.append) == 2
+    assert calls[-2][0][-1] == "cd x/y && PYTHONDONTWRITEBYTECODE=1 py3 -m a2qflow_deploy bench --sim"
+    assert logs[-1] == f"report brought back: {folder.report('board-sim')}"
+
+
+def test_deploy_refusals(tmp_path, monkeypatch):
+    folder, pkg = _deploy_setup(tmp_path, monkeypatch)
+    calls = _fake_ssh(monkeypatch, {"prepare": (3, "", "A2QFLOW-REFUSED: x\n")})
+    cfg = hb.DeployConfig(hb.SshTarget("h"))
+    with pytest.raises(hb.BoardError, match=exact("h:a2qflow/myrun exists and was not created by a2qflow deploy; give "
+                                                  "another --remote-dir (nothing was changed there)")):
+        hb.deploy(folder, cfg, log=lambda s: None)
+    assert len(calls) == 1
+    _fake_ssh(monkeypatch, {"prepare": (3, "", "other\n")})
+    with pytest.raises(hb.BoardError, match=exact("ssh h failed (exit 3): other")):
+        hb.deploy(folder, cfg, log=lambda s: None)
+    _fake_ssh(monkeypatch, {"prepare": (255, "", "")})
+    with pytest.raises(hb.BoardError, match=exact("ssh h failed (exit 255): ")):
+        hb.deploy(folder, cfg, log=lambda s: None)
+    _fake_ssh(monkeypatch, {"check": (1, "", "bad checksum\n")})
+    with pytest.raises(hb.BoardError, match=exact("check on h failed (exit 1): bad checksum")):
+        hb.deploy(folder, cfg, log=lambda s: None)
+    _fake_ssh(monkeypatch, {"scp-to": (1, "", "disk full\n")})
+    with pytest.raises(hb.BoardError, match=exact("scp to h failed (exit 1): disk full")):
+        hb.deploy(folder, cfg, log=lambda s: None)
+    (pkg / "driver/settings.json").write_text("{ }")
+    with pytest.raises(hb.BoardError, match=r"damaged; checksum mismatch \(corrupt or edited\): driver/settings\.json"):
+        hb.deploy(folder, cfg, log=lambda s: None)
+    with pytest.raises(hb.BoardError, match=r"^--remote-dir '\.\./x'"):
+        hb.deploy(folder, hb.DeployConfig(hb.SshTarget("h"), remote_dir="../x"), log=lambda s: None)
+    with pytest.raises(hb.BoardError, match=r"^--repeats 0"):
+        hb.deploy(folder, hb.DeployConfig(hb.SshTarget("h"), bench_args=hb.BenchArgs(repeats=0)), log=lambda s: None)
+    folder.run_json.unlink()
+    with pytest.raises(hb.BoardError, match=exact(f"{folder.root} is not an a2qflow run folder (no run.json)")):
+        hb.deploy(folder, cfg, log=lambda s: None)
+    monkeypatch.setattr(hb.shutil, "which", lambda tool: None if tool == "scp" else "/bin/ssh")
+    with pytest.raises(hb.BoardError, match=exact("scp not found: install the OpenSSH client")):
+        hb.deploy(folder, cfg, log=lambda s: None)
+
+
+def test_fetch_reports_says_why_nothing_came_back(tmp_path, monkeypatch):
+    _fake_ssh(monkeypatch, {"scp-from": (1, "", "no such file\n")})
+    logs = []
+    assert hb._fetch_reports(hb.SshTarget("h"), "d", tmp_path / "out", logs.append) is None
+    assert logs == ["no benchmark report to bring back (no such file)"] and not (tmp_path / "out").exists()
+
+    def timeout(cmd, **kw):
+        raise subprocess.TimeoutExpired(cmd, 1)
+
+    monkeypatch.setattr(hb.subprocess, "run", timeout)
+    assert hb._fetch_reports(hb.SshTarget("h"), "d", tmp_path / "out", logs.append) is None
+    assert logs[-1] == "no benchmark report brought back: the copy timed out"
+    monkeypatch.setattr(hb.subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, 0, "", ""))
+    assert hb._fetch_reports(hb.SshTarget("h"), "d", tmp_path / "out", logs.append) is None
+    assert logs[-1] == "no benchmark report to bring back (none written)"
+
+
+def test_bench_sim_runs_the_packages_own_code(tmp_path, monkeypatch):
+    folder, pkg = _deploy_setup(tmp_path, monkeypatch)
+    seen = []
+
+    class Proc:
+        def __init__(self, cmd, cwd):
+            seen.append((cmd, cwd))
+
+        def wait(self, timeout=None):
+            return 7
+
+    monkeypatch.setattr(hb.subprocess, "Popen", Proc)
+    assert hb.bench_sim(folder, hb.BenchArgs(repeats=3), log=lambda s: None) == 7
+    (cmd, cwd), = seen
+    assert cwd == pkg
+    assert cmd[1:] == ["-m", "a2qflow_deploy", "bench", "--sim", "--out", str(folder.report("bench-sim").resolve()),
+                       "--repeats", "3"]
+    assert hb.bench_sim(folder, hb.BenchArgs(), out=tmp_path / "o", log=lambda s: None) == 7
+    assert seen[-1][0][-2:] == ["--out", str((tmp_path / "o").resolve())]
+    folder.run_json.unlink()
+    with pytest.raises(hb.BoardError, match=exact(f"{folder.root} is not an a2qflow run folder (no run.json)")):
+        hb.bench_sim(folder, hb.BenchArgs())
+    with pytest.raises(hb.BoardError, match="--latency-runs 0"):
+        hb.bench_sim(folder, hb.BenchArgs(latency_runs=0))
