@@ -119,6 +119,7 @@ def _cpu_op(model: ModelWrapper, node) -> dict:
     return {"op": "reshape", "shape": list(model.get_tensor_shape(node.output[0])[1:]), "node": node.name}
 
 
+# pragma: no mutate start   (drives FINN's own transformations; docs/mutation.md)
 def make_driver_settings(graph_path: Path, board: Board, out_dir: Path, scratch: Path) -> Path:
     """settings.json from finn-plus's MakePYNQDriver for a graph that never went through
     Vivado: FINN's IODMA insertion and partitioning as in its ZynqBuild, the IODMA instance
@@ -155,6 +156,7 @@ def make_driver_settings(graph_path: Path, board: Board, out_dir: Path, scratch:
                                            board=board.name))
     shutil.copytree(model.get_metadata_prop("pynq_driver_dir"), out_dir)
     return out_dir / "settings.json"
+# pragma: no mutate end
 
 
 # -- the host model's view of the test set -------------------------------------------------

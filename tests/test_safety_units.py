@@ -103,6 +103,10 @@ def test_package_accessors(tmp_path):
 def test_read_json_names_missing_and_unreadable_files(tmp_path):
     with pytest.raises(PackageIntegrityError, match=exact(f"driver settings {tmp_path / 'x.json'} is missing")):
         mf.read_json(tmp_path / "x.json", "driver settings")
+    with pytest.raises(PackageIntegrityError, match=exact(f"driver settings {tmp_path / 's.json'} is missing")):
+        mf.Package(tmp_path, {"settings": "s.json"}).driver_information()
+    with pytest.raises(PackageIntegrityError, match=exact(f"package manifest {tmp_path / 'manifest.json'} is missing")):
+        mf.load_manifest(tmp_path)
     (tmp_path / "x.json").write_text("nope")
     with pytest.raises(PackageIntegrityError, match=f"^driver settings {re.escape(str(tmp_path / 'x.json'))} is "
                                                     "unreadable or not JSON: Expecting value"):
@@ -239,7 +243,8 @@ def test_parity_report_passes_exactly_at_the_tolerance():
 def test_execute_per_sample_runs_one_sample_at_a_time():
     seen = []
 
-    def execute(model, feed):
+    def execute(graph, feed):
+        assert graph is model
         (name, x), = feed.items()
         seen.append((name, x.shape))
         return {"out": 2 * x, "other": None}
@@ -465,7 +470,7 @@ def test_call_reports_the_last_error_line_and_timeouts():
     assert hb._call(["sh", "-c", "echo hi"], "x", 10).stdout == "hi\n"
 
 
-@pytest.mark.parametrize("remote", ["a2qflow/run", "x", "a/b.c_d-e/", "./x"])
+@pytest.mark.parametrize("remote", ["a2qflow/run", "x", "a/b.c_d-e/", "./x", "X"])
 def test_remote_dir_accepts_plain_paths(remote):
     assert hb.check_remote_dir(remote) == remote
 
@@ -521,18 +526,18 @@ def test_prepare_remote_command_quotes_the_folder():
 
 def test_stage_copies_only_the_listed_files_and_writes_the_mark(tmp_path):
     pkg = tmp_path / "pkg"
-    _package(pkg, {"a/b.txt": b"b", "c.txt": b"c"})
+    _package(pkg, {"a/b.txt": b"b", "c.txt": b"c", "e/f/g.txt": b"g"})
     (pkg / "reports").mkdir()
     (pkg / "reports" / "bench.json").write_text("{}")     # local report: does not travel
     dest = tmp_path / "dest"
     dest.mkdir()
     top = hb._stage(pkg, dest)
-    assert [p.name for p in top] == [hb.REMOTE_MARK, "a", "c.txt", "manifest.json"]
+    assert [p.name for p in top] == [hb.REMOTE_MARK, "a", "c.txt", "e", "manifest.json"]
     assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()) == [
-        hb.REMOTE_MARK, "a/b.txt", "c.txt", "manifest.json"]
+        hb.REMOTE_MARK, "a/b.txt", "c.txt", "e/f/g.txt", "manifest.json"]
     assert (dest / "a/b.txt").read_bytes() == b"b"
     mark = (dest / hb.REMOTE_MARK).read_text()
-    assert mark == ("a/b.txt\nc.txt\nmanifest.json\nreports/bench.json\nreports/bench.md\nreports/bench.failed.json\n"
+    assert mark == ("a/b.txt\nc.txt\ne/f/g.txt\nmanifest.json\nreports/bench.json\nreports/bench.md\nreports/bench.failed.json\n"
                     "reports/bench.failed.md\nreports/bench.interrupted.json\nreports/bench.interrupted.md\n"
                     "reports/bench.running.json\nreports/bench.running.md\n")
 
@@ -775,7 +780,7 @@ def test_integer_weights_are_what_the_quant_node_computes():
 
 
 def test_write_certificate_and_certify_and_record(tmp_path):
-    path = tmp_path / "r" / "certificate.json"
+    path = tmp_path / "r" / "s" / "certificate.json"
     with pytest.raises(cf.CertificateError, match="channel 1"):
         cf.certify_and_record(qgraph(), path)
     doc = json.loads(path.read_text())
@@ -947,10 +952,10 @@ def test_vvau_weight_rows():
 def test_overflow_check_node_counts_worst_case_and_data_wraps():
     w = W0.T[:3, :].copy()               # channels [3, -2, 1] and [-7, 7, 7]: sums -30..60 and -105..210
     model = mvau(w, acc="INT9")
-    r = ov.check_node(model, model.graph.node[0], np.array([100, -129, 5, 300]))
+    r = ov.check_node(model, model.graph.node[0], np.array([100, -129, 5, 300, 7]))
     assert r == {"node": "MVAU_rtl_0", "acc": "INT9", "acc_bits": 9, "signed_acc": True, "worst_case_channels": 2,
                  "worst_case_wraps": 0, "worst_case_wraps_at_p_minus_1": 1, "first_wrapping_channel_at_p_minus_1": 1,
-                 "data_values": 4, "data_wraps": 1, "data_wraps_at_p_minus_1": 2, "data_max_abs": 300}
+                 "data_values": 5, "data_wraps": 1, "data_wraps_at_p_minus_1": 2, "data_max_abs": 300}
     model = mvau(w, acc="INT8")
     r = ov.check_node(model, model.graph.node[0], np.array([], dtype=np.int64))
     assert (r["worst_case_wraps"], r["worst_case_wraps_at_p_minus_1"], r["first_wrapping_channel_at_p_minus_1"]) \
@@ -982,6 +987,13 @@ def test_overflow_check_of_unsigned_accumulators_and_popcounts():
     assert (r["data_wraps"], r["data_wraps_at_p_minus_1"], r["first_wrapping_channel_at_p_minus_1"]) == (2, 2, 0)
     model = mvau(w, acc="UINT6")
     assert ov.check_node(model, model.graph.node[0], None)["worst_case_wraps"] == 1
+    assert ov.check_node(model, model.graph.node[0], np.array([63, 62]))["data_wraps"] == 0   # signed 6 bits: 2
+    model = mvau(w, acc="UINT5")
+    assert ov.check_node(model, model.graph.node[0], None)["worst_case_wraps"] == 2
+    model = mvau(np.ones((8, 1)), acc="UINT3", idt="BINARY", wdt="BINARY", xnor=1)
+    assert ov.check_node(model, model.graph.node[0], None)["worst_case_wraps"] == 1          # popcount 8 = 2^3
+    model = mvau(np.ones((7, 1)), acc="UINT3", idt="BINARY", wdt="BINARY", xnor=1)
+    assert ov.check_node(model, model.graph.node[0], None)["worst_case_wraps"] == 0
     model = mvau(np.array([[1, 0], [0, 0], [1, 1], [1, 0]]), acc="INT4", idt="BINARY", wdt="BINARY", xnor=1)
     r = ov.check_node(model, model.graph.node[0], None)           # popcount 0..4 per channel
     assert (r["worst_case_wraps"], r["worst_case_wraps_at_p_minus_1"]) == (0, 2)
@@ -1020,8 +1032,8 @@ def _hw_run(root: Path, *, steps=("step_a", "step_hw"), driver=True, status="com
 
 
 def _ref(n=3, labels=True):
-    x = np.arange(n * 4, dtype=np.float32).reshape(n, 4)
-    return Reference(x, np.ones((n, 2)), True, "trained model", np.arange(n) if labels else None, dataset="digits")
+    x = np.arange(n * 4, dtype=np.float64).reshape(n, 4)
+    return Reference(x, np.ones((n, 2)) / 3, True, "trained model", np.arange(n) if labels else None, dataset="digits")
 
 
 def test_sim_graph_is_the_last_all_hw_step(tmp_path):
@@ -1038,6 +1050,10 @@ def test_sim_graph_is_the_last_all_hw_step(tmp_path):
     os.utime(folder.intermediate("step_a"), (2000, 2000))
     os.utime(folder.intermediate("step_hw"), (1000, 1000))
     assert pk.sim_graph(folder)[1] == "step_hw"
+    mvau(W0.T.copy(), acc="INT10").save(str(folder.intermediate("step_b")))
+    os.utime(folder.intermediate("step_b"), (3000, 3000))
+    assert pk.sim_graph(folder)[1] == "step_b"                   # the newest HW graph, not the last by name
+    folder.intermediate("step_b").unlink()
     folder.intermediate("step_hw").write_bytes(b"\x08garbage")
     with pytest.raises(pk.PackageError, match=exact(f"{folder.intermediate('step_hw')}: not a readable ONNX graph "
                                                     "(DecodeError)")):
@@ -1118,6 +1134,9 @@ def test_io_wrapping_reads_the_cpu_ops_around_the_partition(tmp_path):
     _parent(parent, [("SDP", {}), ("Mul", {"const": None})])
     with pytest.raises(pk.PackageError, match=r"node Mul_1 \(Mul\) runs outside the accelerator"):
         pk.io_wrapping(folder, graph)
+    _parent(parent, [("SDP", {}), ("Add", {"const": None})])
+    with pytest.raises(pk.PackageError, match=r"node Add_1 \(Add\) runs outside the accelerator"):
+        pk.io_wrapping(folder, graph)
     _parent(parent, [("SDP", {}), ("SDP", {})])
     with pytest.raises(pk.PackageError, match=exact(f"{parent}: 2 dataflow partitions; the board package supports "
                                                     "one")):
@@ -1133,6 +1152,15 @@ def test_host_test_set_from_the_reference_folder(tmp_path):
     ts = pk.host_test_set(folder, max_samples=2)
     assert ts.x.shape == (2, 4) and ts.labels.tolist() == [0, 1]
     assert len(pk.host_test_set(folder).x) == 5
+    _ref(501).save(folder.reference)
+    assert len(pk.host_test_set(folder).x) == 500
+    seen = []
+    monkey = pk.reference.from_checkpoint
+    try:
+        pk.reference.from_checkpoint = lambda ckpt, n: seen.append((ckpt, n)) or "ts"
+        assert pk.host_test_set(folder, "ck.pt", 7) == "ts" and seen == [("ck.pt", 7)]
+    finally:
+        pk.reference.from_checkpoint = monkey
 
 
 def test_check_test_set_refuses_wrong_shapes_and_lengths():
@@ -1181,6 +1209,9 @@ def test_write_package_lists_every_file_and_verifies(tmp_path):
     assert m["test_set"] == {"x": "data/test_x.npy", "y": "data/test_y.npy", "host_output": "data/host_output.npy",
                              "samples": 3, "task": "classification", "dataset": "digits", "host_model": "trained model"}
     assert np.load(pkg / "data/test_x.npy").dtype == np.float32
+    assert np.load(pkg / "data/test_x.npy").tolist() == np.arange(12.0).reshape(3, 4).tolist()
+    assert np.load(pkg / "data/host_output.npy").dtype == np.float32
+    assert np.load(pkg / "data/host_output.npy").tolist() == np.full((3, 2), np.float32(1 / 3)).tolist()
     assert np.load(pkg / "data/test_y.npy").tolist() == [0, 1, 2]
     assert m["files"]["sim/hw_graph.onnx"]["sha256"] == mf.sha256_file(folder.intermediate("step_hw"))
     readme = (pkg / "README.md").read_text()
@@ -1248,6 +1279,20 @@ def test_package_is_current_goes_stale_on_every_source_change(tmp_path):
     with pytest.raises(pk.PackageError, match=exact(f"{bitdir / 'finn-accel.bit'} has no finn-accel.hwh beside it; "
                                                     "pynq needs both")):
         pk.write_package(folder, "Pynq-Z2", _ref(3))
+
+
+def test_sim_only_reason_names_the_flow(tmp_path):
+    folder = _hw_run(tmp_path / "run")
+    folder.write_run({"steps": ["step_hw"]})
+    assert pk._copy_bitfile(folder, tmp_path)["no_bitfile_reason"] == ("? flow: no bitstream was synthesized (that "
+                                                                       "needs Vivado)")
+
+
+def test_certificate_passes_a_norm_exactly_at_the_budget():
+    binary = cf.IntType.from_datatype(cf.DataType["BINARY"])
+    cert = cf.certify_layer("b", "a2q+", 4, np.array([[7, -7], [7, -8]]), binary, cf.IntType.from_quant(4, True, False))
+    assert cert.budget == 14.0 and [c.constrained_norm for c in cert.per_channel] == [14, 16]
+    assert [c.passed for c in cert.per_channel] == [True, False]
 
 
 def test_shipped_intact():
@@ -1497,3 +1542,14 @@ def test_bench_sim_runs_the_packages_own_code(tmp_path, monkeypatch):
         hb.bench_sim(folder, hb.BenchArgs())
     with pytest.raises(hb.BoardError, match="--latency-runs 0"):
         hb.bench_sim(folder, hb.BenchArgs(latency_runs=0))
+
+
+def test_save_layer_inputs_keeps_each_nodes_exact_accumulator_values(tmp_path):
+    model = mvau(W0.T.copy(), acc="INT9")
+    node = model.graph.node[0]
+    node.op_type, node.domain = "MVAU", "finn.custom_op.fpgadataflow"    # python-executable HW layer
+    x = np.array([[15, 0, 15, 0], [1, 2, 3, 4]], dtype=np.float32)
+    ov.save_layer_inputs(model, x, tmp_path / "r" / "s" / "acc.npz")
+    data = dict(np.load(tmp_path / "r" / "s" / "acc.npz"))
+    assert list(data) == ["0"] and data["0"].dtype == np.int64
+    assert data["0"].tolist() == [60, 0, 2, 0]        # [3,-2,1,0].x and [-7,7,7,-7].x per sample
