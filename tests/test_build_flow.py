@@ -201,7 +201,7 @@ def test_without_vivado_auto_is_oss_and_names_every_skipped_stage(monkeypatch):
         flow.resolve_flow("bitstream")
 
 
-def test_vivado_branch_runs_finns_bitstream_steps(tfc_a2qplus, monkeypatch, tmp_path):
+def test_fake_vivado_selects_finns_bitstream_steps_wiring_only(tfc_a2qplus, monkeypatch, tmp_path):
     """Without Vivado we cannot run it, but the wiring is checked: with the tools present,
     auto selects the bitstream flow with FINN's synthesis, driver and deployment steps and
     outputs, after a2qflow's sizing and overflow steps."""
@@ -281,7 +281,7 @@ def test_report_regenerates_a_build_summary_and_refuses_failed_runs(tfc_build, t
     assert sorted(p for p in (tmp_path / "runs").rglob("*")) == before
 
 
-def test_synthesis_table_puts_vivado_beside_yosys(tmp_path):
+def test_fake_vivado_report_sits_beside_yosys_in_the_synthesis_table(tmp_path):
     """With Vivado, FINN writes post_synth_resources.json per node; the report lists those
     rows next to Yosys' for the same layers, with a tool column."""
     from a2qflow.build_flows.report import synthesis_markdown, synthesis_rows

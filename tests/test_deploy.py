@@ -102,7 +102,7 @@ HWH = """<?xml version="1.0"?><EDKSYSTEM><MODULES>
 </MODULES></EDKSYSTEM>"""
 
 
-def test_bitstream_build_packages_bitfile_hwh_and_finns_driver_settings(run_dir, tmp_path):
+def test_fake_bitfile_is_packaged_with_hwh_and_finns_driver_settings(run_dir, tmp_path):
     """What a Vivado build leaves in finn/ (bitfile/, driver/) goes into the package as is."""
     run = tmp_path / "run"
     for rel in ("run.json", "model.qonnx", "finn/intermediate_models", "finn/report"):
@@ -185,7 +185,7 @@ def test_board_code_parses_as_python_3_8():
         ast.parse(src.read_text(), feature_version=(3, 8))
 
 
-def test_power_from_pynq_rails(monkeypatch):
+def test_power_from_fake_pynq_rails(monkeypatch):
     class Sensor:
         def __init__(self, value):
             self.value = value
@@ -335,7 +335,7 @@ def _as_if_built(pkg_copy) -> manifest.Package:
     return manifest.Package(pkg_copy, m)
 
 
-def test_finn_plus_driver_is_used_when_installed(pkg_copy, tmp_path, monkeypatch):
+def test_fake_finn_plus_driver_is_called_with_the_package_settings(pkg_copy, tmp_path, monkeypatch):
     fake = tmp_path / "site" / "finn_plus_driver"
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text(
@@ -391,7 +391,7 @@ def test_deploy_refuses_a_sim_only_package_before_copying(run_dir):
 
 
 @pytest.mark.slow
-def test_deploy_over_ssh_to_a_loopback_board(run_dir, tmp_path):
+def test_deploy_over_ssh_to_a_fake_board_on_loopback(run_dir, tmp_path):
     """`a2qflow deploy` with the OpenSSH client against a loopback server whose commands are
     the far side (sshd if installed, else asyncssh); the far side runs the simulated board.
     The board's own folders survive: an existing folder a2qflow did not create is refused, and

@@ -1427,7 +1427,7 @@ def _deploy_setup(tmp_path, monkeypatch, **fields):
     return folder, pkg
 
 
-def test_deploy_copies_checks_benches_and_brings_the_report_back(tmp_path, monkeypatch):
+def test_deploy_with_fake_ssh_copies_checks_benches_and_brings_the_report_back(tmp_path, monkeypatch):
     folder, pkg = _deploy_setup(tmp_path, monkeypatch)
     calls = _fake_ssh(monkeypatch, {})
     logs = []
@@ -1448,7 +1448,7 @@ def test_deploy_copies_checks_benches_and_brings_the_report_back(tmp_path, monke
     assert sorted(p.name for p in board_reports.iterdir()) == ["bench.json"]
 
 
-def test_deploy_without_bench_and_to_a_simulated_board(tmp_path, monkeypatch):
+def test_deploy_with_fake_ssh_without_bench_and_to_a_simulated_board(tmp_path, monkeypatch):
     folder, pkg = _deploy_setup(tmp_path, monkeypatch, bitfile=None, no_bitfile_reason="oss flow")
     calls = _fake_ssh(monkeypatch, {"bench": (2, "", "")})
     with pytest.raises(hb.BoardError, match=exact(
