@@ -71,6 +71,17 @@ class Spy:
 
 # -- the package ---------------------------------------------------------------------------
 
+def test_package_command_writes_a_verified_package_for_a_finished_run(run_dir, tfc_a2qplus, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    shutil.rmtree(run / "package")
+    result = CliRunner().invoke(cli, ["package", "--run", str(run), "--checkpoint", str(tfc_a2qplus), "--samples", "16"])
+    assert result.exit_code == 0, result.output
+    m = json.loads((run / "package" / "manifest.json").read_text())
+    assert m["test_set"]["samples"] == 16 and np.load(run / "package" / m["test_set"]["x"]).shape == (16, 1, 8, 8)
+    assert manifest.load_package(run / "package", "Pynq-Z2", sim=True).manifest["board"] == "Pynq-Z2"   # checksums hold
+
+
 def test_manifest_lists_every_file_with_its_checksum(run_dir):
     root = run_dir / "package"
     m = json.loads((root / "manifest.json").read_text())

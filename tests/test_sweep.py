@@ -112,29 +112,29 @@ def test_dask_sweep_equals_serial_skips_finished_and_reports_failures(tmp_path):
         bits = [int(w.removeprefix("INT")) for w in r["acc_widths"].values()]
         assert r["lut"] > 0 and r["tool"].startswith("Yosys") and max(bits) == r["acc_bits"], (r["key"], bits)
 
-    broken = compare.GridSpec(dataset="no-such-dataset", recipes=("a2q+",), acc_bits=(12,), train_kwargs=TINY)
-    jobs = sweep.sweep_cells([spec, broken])
+    # the same cells and two that cannot run (mnist without its folder), through the CLI on Dask
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(json.dumps({"dataset": ["digits", "mnist"], "recipes": ["a2q+"], "acc_bits": [10, 14],
+                                "float_epochs": 2, "qat_epochs": 2, "train_kwargs": TINY}))   # JSON is YAML
     root = tmp_path / "dask"
-    client = sweep.local_client(2)
-    try:
-        rows = sweep.run_dask(jobs, root, client)
-        finished = {p: p.stat().st_mtime_ns for p in root.glob("cells/*/result.json")}
-        again = sweep.run_dask(jobs, root, client)
-    finally:
-        client.close()
-        client.cluster.close()
-    failed = [r for r in rows if r["status"] == "failed"]
-    assert [r["dataset"] for r in failed] == ["no-such-dataset"] and "no-such-dataset" in failed[0]["error"]
+    result = CliRunner().invoke(main, ["sweep", "--grid", str(grid), "--workers", "2", "--out", str(root)])
+    assert result.exit_code == 1 and "2 cell(s) failed" in result.output, result.output   # the others are written
+    rows = json.loads((root / "tfc-digits-Pynq-Z2" / "results.json").read_text())["cells"]
+    finished = {p: p.stat().st_mtime_ns for p in root.glob("cells/*/result.json")}
+    again = CliRunner().invoke(main, ["sweep", "--grid", str(grid), "--workers", "2", "--out", str(root)])
+    assert again.exit_code == 1
     done = {r["key"]: r for r in rows if r["status"] == "complete"}
+    assert len(done) == len(serial)
     for r in serial:
         d = done[r["key"]]
         assert (d["accuracy"], d["lut"], d["ff"], d["dsp"], d["acc_widths"]) == \
             (r["accuracy"], r["lut"], r["ff"], r["dsp"], r["acc_widths"])
-    assert {p: p.stat().st_mtime_ns for p in root.glob("cells/*/result.json")} == finished   # skipped, not redone
-    assert [r["key"] for r in again] == [r["key"] for r in rows]
-    sweep.write_sweep_outputs(rows, root, nested=True)
+    assert {p: p.stat().st_mtime_ns for p in root.glob("cells/*/result.json")
+            if "-mnist-" not in p.parent.name} == \
+        {p: t for p, t in finished.items() if "-mnist-" not in p.parent.name}   # skipped, not redone
     assert "tfc-digits-Pynq-Z2" in (root / "summary.md").read_text()
-    assert json.loads((root / "tfc-no-such-dataset-Pynq-Z2" / "results.json").read_text())["failed"]
+    failed = json.loads((root / "tfc-mnist-Pynq-Z2" / "results.json").read_text())["failed"]
+    assert len(failed) == 2 and all("needs --data-dir" in r["error"] for r in failed)
 
 
 @pytest.mark.slow
