@@ -121,3 +121,55 @@ def test_weights_reaching_the_datatype_minimum_are_kept_narrow_on_dsp48e1(part, 
     model = model.transform(keep)
     wdt = getCustomOp(model.graph.node[0]).get_nodeattr("weightDataType")
     assert (wdt, keep.widened) == (("INT4", ["MVAU_rtl_0"]) if widened else ("INT3", []))
+
+
+def _keep_narrow(model, part="xc7z020clg400-1"):
+    from a2qflow.build_flows.sizing import KeepWeightsNarrow
+
+    keep = KeepWeightsNarrow(part)
+    model = model.transform(keep)
+    types = [(getCustomOp(n).get_nodeattr("weightDataType"), model.get_tensor_datatype(n.input[1]).name)
+             for n in model.graph.node]
+    return types, keep.widened
+
+
+def _weights(model, values, name="weights"):
+    w = np.resize(np.asarray(values, dtype=np.float32), model.get_initializer(name).shape)
+    model.set_initializer(name, w)
+    return model
+
+
+def test_keep_weights_narrow_widens_the_node_attribute_and_the_tensor_by_exactly_one_bit():
+    """A weight datatype only wider would build (HLS or a waste of a bit), one narrower would wrap
+    the weights: the attribute FINN builds from and the tensor's datatype both become INT<b+1>.
+    The smallest signed type with a minimum, INT2 (-2..1), is widened too."""
+    model = _weights(mvau_graph(acc_bits=12, mw=4, mh=4, pe=2, simd=2, wdt="INT3"), [-4, 3, 0, -1])
+    assert _keep_narrow(model) == ([("INT4", "INT4")], ["MVAU_rtl_0"])
+    model = _weights(mvau_graph(acc_bits=12, mw=4, mh=4, pe=2, simd=2, wdt="INT2"), [-2, 1, 0, -1])
+    assert _keep_narrow(model) == ([("INT3", "INT3")], ["MVAU_rtl_0"])
+
+
+def test_keep_weights_narrow_leaves_narrow_unsigned_and_runtime_weights_alone():
+    narrow = _weights(mvau_graph(acc_bits=12, mw=4, mh=4, pe=2, simd=2, wdt="INT3"), [-3, 3, 0, -1])
+    assert _keep_narrow(narrow) == ([("INT3", "INT3")], [])                  # -3..3 is already narrow
+    unsigned = _weights(mvau_graph(acc_bits=12, mw=4, mh=4, pe=2, simd=2, wdt="UINT3"), [0, 7, 1, 2])
+    assert _keep_narrow(unsigned) == ([("UINT3", "UINT3")], [])              # reaches its minimum 0: no sign
+    runtime = mvau_graph(acc_bits=12, mw=4, mh=4, pe=2, simd=2, wdt="INT3")
+    runtime.del_initializer("weights")                                        # weights not in the graph
+    assert _keep_narrow(runtime) == ([("INT3", "INT3")], [])
+
+
+def test_keep_weights_narrow_looks_at_every_layer():
+    """A layer that needs nothing does not stop the check of the layers after it."""
+    from onnx import helper
+
+    model = mvau_graph(acc_bits=12, mw=4, mh=4, pe=2, simd=2, wdt="INT3")
+    _weights(model, [-3, 3, 0, -1])                                           # first layer: narrow already
+    second = helper.make_node("MVAU_rtl", ["out", "weights2"], ["out2"], name="MVAU_rtl_1")
+    second.domain = model.graph.node[0].domain
+    second.attribute.extend(model.graph.node[0].attribute)
+    model.graph.node.append(second)
+    model.graph.output[0].name = "out2"
+    model.set_initializer("weights2", np.resize(np.float32([-4, 3, 0, -1]), (4, 4)))
+    model.set_tensor_datatype("weights2", DataType["INT3"])
+    assert _keep_narrow(model) == ([("INT3", "INT3"), ("INT4", "INT4")], ["MVAU_rtl_1"])
