@@ -779,6 +779,54 @@ def test_integer_weights_are_what_the_quant_node_computes():
     assert facts.weights.tolist() == [[7, -7, 1, 0], [0, 0, 0, 0]]
 
 
+def test_integer_weights_follow_the_quant_nodes_rounding_mode():
+    """The integers are what the Quant node computes with its own rounding mode: weights a hair
+    below the grid (within the 1e-3-step tolerance) round up under ROUND and down under FLOOR."""
+    wraw = (W0 - 0.0004) * 0.5
+    assert cf.layer_facts(qgraph(wraw=wraw), "W", "fc0").weights.tolist() == W0.tolist()
+    model = qgraph(wraw=wraw)
+    wquant = [n for n in model.graph.node if n.name == "wquant"][0]
+    [a for a in wquant.attribute if a.name == "rounding_mode"][0].s = b"FLOOR"
+    floor = [[2, -3, 0, -1], [-7, 6, 6, -7]]          # W0 - 1, clipped to INT4 narrow (-7..7)
+    assert cf.layer_facts(model, "W", "fc0").weights.tolist() == floor
+
+
+def test_integer_weights_refuse_unconsumed_and_non_initializer_weights():
+    model = qgraph()
+    model.set_initializer("lonely", np.ones((2, 4), dtype=np.float32))     # an initializer nothing reads
+    with pytest.raises(cf.CertificateError, match=exact(
+            "layer fc0: weight tensor 'lonely' is not a quantized initializer")):
+        cf.layer_facts(model, "lonely", "fc0")
+    model = qgraph()
+    model.del_initializer("W")                                              # a Quant reads W, but W is computed
+    with pytest.raises(cf.CertificateError, match=exact("layer fc0: weight tensor 'W' is not a quantized initializer")):
+        cf.layer_facts(model, "W", "fc0")
+
+
+def test_refusals_name_the_layer_and_an_unnamed_quantizer_by_its_output():
+    model = qgraph()
+    wquant = [n for n in model.graph.node if n.name == "wquant"][0]
+    wquant.name = ""
+    model.set_initializer("wz", np.array(1.0, dtype=np.float32))
+    with pytest.raises(cf.CertificateError, match=exact(
+            "layer fc0, weights: quantizer wq has a non-zero zero point; an integer accumulator needs zero-point 0")):
+        cf.layer_facts(model, "W", "fc0")
+    model = qgraph(in_scale=(0.25, 0.5, 0.5, 0.5))
+    model.graph.node[0].name = ""
+    with pytest.raises(cf.CertificateError, match=exact(
+            "layer fc0: input quantizer xq has a per-channel scale; the dot product is then not an integer "
+            "dot product")):
+        cf.layer_facts(model, "W", "fc0")
+    model = qgraph()
+    model.graph.node[0].input[3] = "computed_bits"                          # bit width not an initializer
+    with pytest.raises(cf.CertificateError, match=exact("layer fc0: bit width: 'computed_bits' is not a constant "
+                                                        "integer")):
+        cf.layer_facts(model, "W", "fc0")
+    with pytest.raises(cf.CertificateError, match=exact("layer fc7: weight tensor 'nope' is not a quantized "
+                                                        "initializer")):
+        cf.certify(qgraph(claims=[_claim(name="fc7", onnx_weight="nope")]))
+
+
 def test_write_certificate_and_certify_and_record(tmp_path):
     path = tmp_path / "r" / "s" / "certificate.json"
     with pytest.raises(cf.CertificateError, match="channel 1"):
@@ -818,6 +866,7 @@ def test_depthwise_conv_facts():
 
     assert conv(2, (2, 1, 3, 3)).depthwise and conv(2, (2, 1, 3, 3)).fan_in == 9
     assert not conv(1, (2, 2, 3, 3)).depthwise
+    assert not conv(1, (2, 1, 3, 3)).depthwise      # one input channel, not grouped: a plain conv
     assert not conv(2, (4, 2, 3, 3)).depthwise      # grouped, not depthwise
 
 
@@ -1396,10 +1445,11 @@ def test_copy_driver_reports_runtime_weights(tmp_path):
 def _fake_ssh(monkeypatch, answers):
     """subprocess.run of the board module answered from `answers` (first word of the remote
     command or 'scp-to'/'scp-from' -> (returncode, stdout, stderr)); scp from the board brings
-    a bench.json back."""
+    a bench.json back. Like subprocess.run, the output comes back only when captured, and as
+    text only with text=True."""
     calls = []
 
-    def run(cmd, capture_output=True, text=True, timeout=None):
+    def run(cmd, capture_output=False, text=False, timeout=None):
         calls.append((cmd, timeout))
         if cmd[0] == "scp":
             key = "scp-from" if ":" in cmd[-2] else "scp-to"
@@ -1411,6 +1461,10 @@ def _fake_ssh(monkeypatch, answers):
         else:
             word = "prepare" if cmd[-1].startswith("d=") else cmd[-1].split(" -m a2qflow_deploy ")[1].split()[0]
             rc, out, err = answers.get(word, (0, f"{word} ok\n", ""))
+        if not capture_output:
+            out = err = None
+        elif not text:
+            out, err = out.encode(), err.encode()
         return subprocess.CompletedProcess(cmd, rc, out, err)
 
     monkeypatch.setattr(hb.subprocess, "run", run)
@@ -1423,7 +1477,12 @@ def _deploy_setup(tmp_path, monkeypatch, **fields):
     folder.write_run({"status": "complete"})
     pkg = folder.package
     _package(pkg, {"driver/settings.json": b"{}", "bitfile/a.bit": b"bit"}, **{"bitfile": "bitfile/a.bit", **fields})
-    monkeypatch.setattr(hb, "ensure_package", lambda f, log: pkg)
+
+    def ensure_package(f, log):             # packages this run, logging through the caller's log
+        assert f is folder and callable(log)
+        return pkg
+
+    monkeypatch.setattr(hb, "ensure_package", ensure_package)
     return folder, pkg
 
 
@@ -1499,6 +1558,28 @@ def test_deploy_refusals(tmp_path, monkeypatch):
     monkeypatch.setattr(hb.shutil, "which", lambda tool: None if tool == "scp" else "/bin/ssh")
     with pytest.raises(hb.BoardError, match=exact("scp not found: install the OpenSSH client")):
         hb.deploy(folder, cfg, log=lambda s: None)
+    monkeypatch.setattr(hb.shutil, "which", lambda tool: None if tool == "ssh" else "/bin/scp")
+    with pytest.raises(hb.BoardError, match=exact("ssh not found: install the OpenSSH client")):
+        hb.deploy(folder, cfg, log=lambda s: None)
+
+
+def test_deploy_says_when_the_bench_does_not_answer_or_leaves_no_report(tmp_path, monkeypatch):
+    folder, pkg = _deploy_setup(tmp_path, monkeypatch)
+    _fake_ssh(monkeypatch, {"scp-from": (1, "", "no such file\n")})
+    logs = []
+    cfg = hb.DeployConfig(hb.SshTarget("h"), bench=True)
+    assert hb.deploy(folder, cfg, log=logs.append) == 0
+    assert logs[-1] == "no benchmark report to bring back (no such file)"
+    fake = hb.subprocess.run
+
+    def bench_hangs(cmd, **kw):
+        if cmd[0] == "ssh" and " bench" in cmd[-1]:
+            raise subprocess.TimeoutExpired(cmd, kw["timeout"])
+        return fake(cmd, **kw)
+
+    monkeypatch.setattr(hb.subprocess, "run", bench_hangs)
+    with pytest.raises(hb.BoardError, match=exact("bench on h: no answer within 7200 s")):
+        hb.deploy(folder, cfg, log=logs.append)
 
 
 def test_fetch_reports_says_why_nothing_came_back(tmp_path, monkeypatch):
@@ -1516,6 +1597,11 @@ def test_fetch_reports_says_why_nothing_came_back(tmp_path, monkeypatch):
     monkeypatch.setattr(hb.subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, 0, "", ""))
     assert hb._fetch_reports(hb.SshTarget("h"), "d", tmp_path / "out", logs.append) is None
     assert logs[-1] == "no benchmark report to bring back (none written)"
+    _fake_ssh(monkeypatch, {})
+    assert hb._fetch_reports(hb.SshTarget("h"), "d", tmp_path / "out", logs.append) == tmp_path / "out"
+    (tmp_path / "out" / "bench.json").write_text("old")                  # a later bench: same folder again
+    assert hb._fetch_reports(hb.SshTarget("h"), "d", tmp_path / "out", logs.append) == tmp_path / "out"
+    assert (tmp_path / "out" / "bench.json").read_text() == "{}"
 
 
 def test_bench_sim_runs_the_packages_own_code(tmp_path, monkeypatch):
@@ -1544,6 +1630,31 @@ def test_bench_sim_runs_the_packages_own_code(tmp_path, monkeypatch):
         hb.bench_sim(folder, hb.BenchArgs(latency_runs=0))
 
 
+def test_bench_sim_stops_the_child_when_interrupted(tmp_path, monkeypatch):
+    """Ctrl-C while the simulated bench runs: the child is terminated and waited for at most
+    30 s, then the interrupt goes on."""
+    folder, pkg = _deploy_setup(tmp_path, monkeypatch)
+    events = []
+
+    class Proc:
+        def __init__(self, cmd, cwd):
+            pass
+
+        def wait(self, timeout=None):
+            events.append(("wait", timeout))
+            if len(events) == 1:
+                raise KeyboardInterrupt
+            return -15
+
+        def terminate(self):
+            events.append(("terminate",))
+
+    monkeypatch.setattr(hb.subprocess, "Popen", Proc)
+    with pytest.raises(KeyboardInterrupt):
+        hb.bench_sim(folder, hb.BenchArgs(), log=lambda s: None)
+    assert events == [("wait", None), ("terminate",), ("wait", 30)]
+
+
 def test_save_layer_inputs_keeps_each_nodes_exact_accumulator_values(tmp_path):
     model = mvau(W0.T.copy(), acc="INT9")
     node = model.graph.node[0]
@@ -1553,3 +1664,21 @@ def test_save_layer_inputs_keeps_each_nodes_exact_accumulator_values(tmp_path):
     data = dict(np.load(tmp_path / "r" / "s" / "acc.npz"))
     assert list(data) == ["0"] and data["0"].dtype == np.int64
     assert data["0"].tolist() == [60, 0, 2, 0]        # [3,-2,1,0].x and [-7,7,7,-7].x per sample
+
+
+def test_save_layer_inputs_reads_inner_nodes_and_rewrites_an_existing_folder(tmp_path):
+    """The accumulator values of a layer inside the graph (not its output) are kept, and saving
+    again into the same folder (a rerun) replaces the file."""
+    from onnx import helper
+
+    model = mvau(W0.T.copy(), acc="INT9")
+    node = model.graph.node[0]
+    node.op_type, node.domain = "MVAU", "finn.custom_op.fpgadataflow"
+    node.output[0] = "acc"
+    model.graph.node.append(helper.make_node("Relu", ["acc"], ["out"], name="relu"))
+    model.set_tensor_shape("acc", [1, 2])
+    path = tmp_path / "r" / "acc.npz"
+    ov.save_layer_inputs(model, np.array([[15, 0, 15, 0]], dtype=np.float32), path)
+    assert dict(np.load(path))["0"].tolist() == [60, 0]
+    ov.save_layer_inputs(model, np.array([[1, 2, 3, 4]], dtype=np.float32), path)
+    assert dict(np.load(path))["0"].tolist() == [2, 0]
