@@ -417,6 +417,35 @@ def test_begin_fresh_deletes_the_last_runs_files_and_resume_keeps_them(tmp_path)
     assert sorted(p.name for p in f.root.iterdir()) == ["later.txt", "run.json"]
 
 
+def test_begin_defaults_to_fresh_creates_nested_folders_and_resume_keeps_the_start(tmp_path):
+    f = rf.RunFolder(tmp_path / "out" / "exp" / "run")        # parents do not exist yet
+    first = f.begin(flow="oss")
+    (f.root / "old.txt").write_text("o")
+    f.update(status="failed")
+    time_str = first["started"]
+    resumed = rf.RunFolder(f.root).begin(fresh=False)
+    assert (resumed["started"], resumed["started_at"]) == (time_str, first["started_at"])
+    assert rf.RunFolder(f.root).begin()["files"] == [] and not (f.root / "old.txt").exists()   # default: fresh
+
+
+def test_files_written_without_begin_counts_every_file(tmp_path):
+    f = rf.RunFolder(tmp_path)
+    f.write_run({"status": "complete"})
+    (tmp_path / "a.txt").write_text("a")
+    assert rf.RunFolder(tmp_path).files_written() == ["a.txt"]
+
+
+def test_remove_recorded_goes_on_after_an_entry_outside_the_folder(tmp_path):
+    root = tmp_path / "run"
+    f = rf.RunFolder(root)
+    (root / "mine.txt").parent.mkdir(parents=True)
+    (root / "mine.txt").write_text("m")
+    (tmp_path / "outside.txt").write_text("o")
+    f.write_run({"files": ["../outside.txt", "mine.txt"]})
+    assert f.remove_recorded() == ["mine.txt"]
+    assert (tmp_path / "outside.txt").is_file() and not (root / "mine.txt").exists()
+
+
 def test_begin_resume_of_a_run_without_start_time_starts_it(tmp_path):
     f = rf.RunFolder(tmp_path)
     f.write_run({"status": "failed", "files": []})
@@ -1275,6 +1304,55 @@ def test_write_package_lists_every_file_and_verifies(tmp_path):
     m2 = json.loads((pkg2 / "manifest.json").read_text())
     assert m2["test_set"]["y"] is None and "data/test_y.npy" not in m2["files"]
     assert not (pkg2 / "data/test_y.npy").exists()
+
+
+def test_write_package_records_board_clock_time_native_input_and_finn_estimate(tmp_path):
+    folder = _hw_run(tmp_path / "run")
+    native = {"dtype": "UINT8", "scale": 1.0}
+
+    def ref(native, shape=(3, 2, 3)):
+        x = np.arange(18, dtype=np.float64)[:np.prod(shape)].reshape(shape)
+        return Reference(x, np.ones((3, 2)) / 3, True, "trained model", None, dataset="digits", native=native)
+
+    m = json.loads((pk.write_package(folder, "Pynq-Z2", ref(native, (3, 4))) / "manifest.json").read_text())
+    assert "native_input" not in m["io"]                   # float model input: the driver feeds it as it is
+    assert (m["clk_mhz"], m["power_rails"]) == (100.0, False)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4}", m["created"])
+    _parent(folder.intermediate_models / "dataflow_parent.onnx", [("SDP", {})])     # UINT8 model input
+    estimate = {"critical_path_cycles": 12, "max_cycles": 4}
+    (folder.finn_report_dir).mkdir(parents=True)
+    (folder.finn_report_dir / "estimate_network_performance.json").write_text(json.dumps(estimate))
+    m = json.loads((pk.write_package(folder, "Pynq-Z2", ref(native)) / "manifest.json").read_text())
+    assert m["io"]["input_datatype"] == "UINT8" and m["io"]["native_input"] == native
+    assert m["finn_estimate"] == estimate
+    m = json.loads((pk.write_package(folder, "Pynq-Z2", ref(None)) / "manifest.json").read_text())
+    assert "native_input" not in m["io"]                   # integer input, but no dataset codes known
+
+
+def test_write_package_and_swap_in_clear_leftovers_of_an_interrupted_write(tmp_path):
+    folder = _hw_run(tmp_path / "run")
+    (folder.root / ".package.tmp").mkdir()
+    (folder.root / ".package.tmp" / "half.txt").write_text("half written")
+    pkg = pk.write_package(folder, "Pynq-Z2", _ref(2))
+    (folder.root / ".package.old").mkdir()
+    (folder.root / ".package.old" / "older.txt").write_text("an old package left behind")
+    assert pk.write_package(folder, "Pynq-Z2", _ref(2)) == pkg
+    assert sorted(p.name for p in folder.root.iterdir() if p.name.startswith(".")) == []
+    assert not (pkg / "half.txt").exists() and mf.load_package(pkg, "Pynq-Z2", sim=True).manifest
+
+
+def test_package_defaults_to_500_samples_and_passes_checkpoint_and_samples_on(tmp_path, monkeypatch):
+    folder = _hw_run(tmp_path / "run")
+    _ref(501).save(folder.reference)
+    samples = lambda pkg: json.loads((pkg / "manifest.json").read_text())["test_set"]["samples"]  # noqa: E731
+    assert samples(pk.package_run(folder)) == 500
+    assert samples(pk.ensure_package(folder, force=True, log=lambda s: None)) == 500
+    assert samples(pk.ensure_package(folder, samples=7, force=True, log=lambda s: None)) == 7
+    seen = []
+    monkeypatch.setattr(pk.reference, "from_checkpoint", lambda ckpt, n: seen.append((ckpt, n)) or _ref(2))
+    assert samples(pk.ensure_package(folder, checkpoint="model.pt", samples=9, force=True, log=lambda s: None)) == 2
+    assert samples(pk.package_run(folder, checkpoint="other.pt")) == 2
+    assert seen == [("model.pt", 9), ("other.pt", 500)]
 
 
 def test_package_is_current_goes_stale_on_every_source_change(tmp_path):
