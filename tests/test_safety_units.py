@@ -991,6 +991,31 @@ def test_match_layers_by_weights_up_to_sign_and_order():
     assert sz.node_weight_rows(model, model.graph.node[0]) is None
 
 
+def test_match_layers_and_sizing_look_past_other_nodes():
+    """A node that is no dot product (here before the layer) does not end the matching, and a
+    layer whose output feeds another node keeps its accumulator type as output (FINN
+    byte-aligns only graph outputs)."""
+    from onnx import helper
+    from qonnx.custom_op.registry import getCustomOp
+
+    w = W0.T.copy()
+    model = mvau(w)
+    model.graph.node.insert(0, helper.make_node("Relu", ["pre"], ["pre_out"], name="relu_first"))
+    assert sz.match_layers(model, [_rec(w)])["MVAU_rtl_0"]["name"] == "fc0"
+    model = mvau(w)
+    model.graph.node[0].output[0] = "acc"
+    model.graph.node.append(helper.make_node("Relu", ["acc"], ["out"], name="relu_after"))
+    model = model.transform(sz.SizeAccumulators([_rec(w)]))
+    inst = getCustomOp(model.graph.node[0])
+    assert (inst.get_nodeattr("accDataType"), inst.get_nodeattr("outputDataType")) == ("INT9", "INT9")
+
+
+def test_layer_records_name_the_layer_in_refusals():
+    with pytest.raises(cf.CertificateError, match=exact("layer fc3: weight tensor 'nope' is not a quantized "
+                                                        "initializer")):
+        sz.layer_records(qgraph(claims=[_claim(name="fc3", onnx_weight="nope")]))
+
+
 def test_layer_records_check_the_claims():
     assert sz.layer_records(qgraph(claims=False)) is None
     rec, = sz.layer_records(qgraph())
