@@ -1510,6 +1510,9 @@ def test_accelerator_sources_and_copy(tmp_path):
     assert json.loads((dest / "sim/accelerator/design.json").read_text()) == {"data": ["w0.dat"], "binary": "Vtop"}
     assert os.access(dest / "sim/accelerator/Vtop", os.X_OK)
     assert (design / "obj" / "Vtop").read_bytes() == b"bin"
+    folder.report("accelerator_sim.json").unlink()               # simulator built, not measured (yet)
+    assert pk._copy_accelerator(folder, tmp_path / "dest2") == {"accelerator_sim": {
+        "dir": "sim/accelerator", "tool": "Verilator", "cycles_per_image": None, "latency_cycles": None}}
     pkg = pk.write_package(folder, "Pynq-Z2", _ref(2))
     assert pk.package_is_current(folder)
     (design / "w0.dat").write_text("w2")
