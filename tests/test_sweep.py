@@ -160,3 +160,19 @@ def test_runtime_weights_compare_guaranteed_p_with_finn_datatype_sizing(tmp_path
     assert rt["acc_bits"] == 12 and rt["lut_ratio"] == by["runtime-datatype"]["lut"] / by["runtime-guaranteed"]["lut"]
     summary = (tmp_path / "summary.md").read_text()
     assert "Runtime-writeable weights, a2q+ P=12" in summary and "| 784 | 12 |" in summary
+
+
+@pytest.mark.slow
+def test_compare_acc_command_trains_builds_synthesizes_and_reports(tmp_path):
+    """The README's compare-acc, smallest settings: one a2q+ cell of the default TFC."""
+    out = tmp_path / "cmp"
+    result = CliRunner().invoke(main, ["compare-acc", "--recipes", "a2q+", "--acc-bits", "12", "--float-epochs", "1",
+                                       "--qat-epochs", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    cells = json.loads((out / "results.json").read_text())["cells"]
+    assert [(c["recipe"], c["acc_bits"], c["status"]) for c in cells] == [("a2q+", 12, "complete")]
+    widths = {int(w.removeprefix("INT")) for w in cells[0]["acc_widths"].values()}
+    assert max(widths) == 12 and cells[0]["lut"] > 0 and cells[0]["tool"].startswith("Yosys")
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert rows[0]["lut"] == str(cells[0]["lut"])                      # the CSV is the JSON's numbers
+    assert (out / "lut_vs_p.png").stat().st_size > 0 and "a2q+" in (out / "summary.md").read_text()
