@@ -360,7 +360,7 @@ def simulate(design: Design, binary: Path, codes: np.ndarray, stall_seed: int = 
     m = re.search(r"cycles=(\d+) seconds=([\d.]+) extra=(\d+) inputs_consumed=(\d+)", proc.stdout)
     if proc.returncode or m is None:
         raise StitchError(f"the whole-design simulation failed (exit {proc.returncode}): "
-                          f"{(proc.stderr or proc.stdout).strip()[-300:]}")
+                          f"{(proc.stderr or proc.stdout).strip()[-300:]}{_where_stalled(design, proc.stdout)}")
     times = np.fromfile(run / "times.bin", dtype=np.uint64).reshape(n, 2).astype(np.int64)
     done, half = times[:, 1], n // 2
     return {"outputs": unpack_images(design, np.fromfile(run / "out.bin", dtype=np.uint8), n),
@@ -370,6 +370,20 @@ def simulate(design: Design, binary: Path, codes: np.ndarray, stall_seed: int = 
             "steady_cycles_per_image": float((done[-1] - done[half]) / (n - 1 - half)) if n - 1 - half > 0 else None,
             "fifo_maxcount": {design.monitors[int(i)]: int(v)
                               for i, v in re.findall(r"fifo (\d+) maxcount (\d+)", proc.stdout)}}
+
+
+def _where_stalled(design: Design, stdout: str) -> str:
+    """On a stall with FIFO monitors: the node the data stopped before (the one after the last
+    FIFO still holding words), so a deadlock names its place."""
+    counts = {design.monitors[int(i)]: int(v) for i, v in re.findall(r"fifo (\d+) count (\d+)", stdout)}
+    holding = [f for f in design.monitors if counts.get(f)]
+    if not holding:
+        return ""
+    order = design.nodes
+    after = order[order.index(holding[-1]) + 1] if holding[-1] in order and order.index(holding[-1]) + 1 < len(order) \
+        else "the output"
+    return (f"; data stops at {after}: its input FIFO {holding[-1]} holds {counts[holding[-1]]} words and "
+            "every FIFO after it is empty")
 
 
 def size_fifos(model: ModelWrapper, part: str, clk_ns: float, folder: Path, codes: np.ndarray

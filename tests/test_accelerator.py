@@ -131,3 +131,18 @@ def _single_node(model: ModelWrapper, node) -> ModelWrapper:
     single.set_tensor_datatype(node.input[0], model.get_tensor_datatype(node.input[0]))
     single.set_tensor_datatype(node.output[0], model.get_tensor_datatype(node.output[0]))
     return single
+
+
+def test_a_stalled_design_names_the_node_the_data_stopped_at(tmp_path):
+    """A deadlock in the stitched design (the harness times out) names the node whose input
+    FIFO still holds words while every FIFO after it is empty."""
+    from a2qflow.build_flows.stitch import Design, _where_stalled
+
+    design = Design(tmp_path, [], [], [], 8, 8, [1, 1], [1, 1], "UINT4", "INT8",
+                    monitors=["FIFO_0", "FIFO_1", "FIFO_2"],
+                    nodes=["FIFO_0", "Thresholding_rtl_0", "FIFO_1", "MVAU_rtl_1", "FIFO_2", "MVAU_rtl_2"])
+    stalled = "fifo 0 count 3\nfifo 1 count 17\nfifo 2 count 0\n"
+    assert _where_stalled(design, stalled) == ("; data stops at MVAU_rtl_1: its input FIFO FIFO_1 holds 17 words "
+                                               "and every FIFO after it is empty")
+    assert _where_stalled(design, "fifo 0 count 0\nfifo 1 count 0\nfifo 2 count 0\n") == ""
+    assert "data stops at MVAU_rtl_2" in _where_stalled(design, "fifo 2 count 5\n")

@@ -108,6 +108,10 @@ int main(int argc, char** argv) {
         if (idle > IDLE_LIMIT) {
             std::fprintf(stderr, "timeout: no stream transfer for %d cycles (inputs %zu/%zu, outputs %zu/%zu)\n",
                          IDLE_LIMIT, i_in, n_in, i_out, n_out);
+#ifdef A2Q_N_FIFOS
+            for (size_t i = 0; i < A2Q_N_FIFOS; ++i)   // where the data stopped
+                std::printf("fifo %zu count %u\n", i, word32(top.fifo_count, i));
+#endif
             return 3;
         }
     }
