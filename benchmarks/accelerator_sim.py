@@ -10,8 +10,13 @@ time, and the output mismatches against FINN's python execution (0 expected). Bo
 a shipped folding config are folded by FINN for --target-fps. Ends with a headline line.
 Every figure is simulated; nothing here ran on a board.
 
-    python benchmarks/accelerator_sim.py [--boards Pynq-Z2,ZCU104] [--work runs/bench-accel]
-        [--target-fps 1000000]
+`--net cnv-nopool` does the same for a conv net: the CNV-style net (a2q+ P=14) without its
+max-pool layers (FINN's StreamingMaxPool has no RTL), so every layer has FINN RTL (FMPadding,
+ConvolutionInputGenerator, width converters, MVAU, Thresholding), built unfolded (an empty
+folding file: SIMD = PE = 1 everywhere; the shipped CNV folding names the pool layers).
+
+    python benchmarks/accelerator_sim.py [--net tfc|cnv-nopool] [--boards Pynq-Z2,ZCU104]
+        [--work runs/bench-accel] [--target-fps 1000000]
 """
 from __future__ import annotations
 
@@ -29,20 +34,32 @@ def a2qflow(*args: str) -> None:
     subprocess.run([*CLI, *args], check=True)
 
 
-def trained_checkpoint(work: Path) -> Path:
+def trained_checkpoint(work: Path, net: str) -> Path:
     ckpt = work / "train" / "checkpoint.pt"
-    if not ckpt.exists():
+    if ckpt.exists():
+        return ckpt
+    if net == "tfc":
         a2qflow("train", "--model", "tfc", "--dataset", "digits", "--recipe", "a2q+", "--acc-bits", "12",
                 "--out", str(work / "train"))
+    else:   # the CLI has no option for the pool layers: the Python API
+        from a2qflow.models.recipes import Recipe
+        from a2qflow.models.train import TrainConfig, train
+
+        train(TrainConfig(model="cnv", dataset="digits", recipe=Recipe(method="a2q+", acc_bits=14, input_bits=4),
+                          model_kwargs={"pool_after": ()}), work / "train")
     return ckpt
 
 
-def accelerator_report(work: Path, ckpt: Path, board: str, target_fps: int) -> dict:
+def accelerator_report(work: Path, ckpt: Path, board: str, target_fps: int, net: str) -> dict:
     run = work / board
     report = run / "reports" / "accelerator_sim.json"
     if not report.exists():
+        folding = []
+        if net != "tfc":   # unfolded: the shipped CNV folding names layers this net lacks
+            (work / "no-folding.json").write_text(json.dumps({"Defaults": {}}))
+            folding = ["--folding", str(work / "no-folding.json")]
         a2qflow("build", "--checkpoint", str(ckpt), "--board", board, "--flow", "oss",
-                "--target-fps", str(target_fps), "--out", str(run))
+                "--target-fps", str(target_fps), *folding, "--out", str(run))
     return json.loads(report.read_text())
 
 
@@ -59,17 +76,19 @@ def main() -> None:
     from a2qflow.hw_configs import BOARDS, get_board
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--net", choices=("tfc", "cnv-nopool"), default="tfc")
     ap.add_argument("--boards", default=",".join(BOARDS), help="comma list of FINN board names")
-    ap.add_argument("--work", type=Path, default=Path("runs/bench-accel"))
+    ap.add_argument("--work", type=Path, default=None, help="default runs/bench-accel[-<net>]")
     ap.add_argument("--target-fps", type=int, default=1_000_000, help="folding target where none ships")
     args = ap.parse_args()
     boards = [get_board(b) for b in args.boards.split(",")]
-    ckpt = trained_checkpoint(args.work)
+    work = args.work or Path("runs/bench-accel" + ("" if args.net == "tfc" else f"-{args.net}"))
+    ckpt = trained_checkpoint(work, args.net)
     head = ["board", "part", "MHz", "cycles/image", "FINN est.", "latency cycles", "FINN latency", "images/s",
             "sim speed", "compile s", "mismatches"]
     rows, ratios = [], []
     for board in boards:
-        r = accelerator_report(args.work, ckpt, board.name, args.target_fps)
+        r = accelerator_report(work, ckpt, board.name, args.target_fps, args.net)
         rows.append(row(board.name, board.part, r))
         if "skipped" not in r:
             ratios.append(r["cycles_per_image"] / r["finn_estimated_cycles"])

@@ -72,6 +72,10 @@ class Design:
     fifo_depths: dict = field(default_factory=dict)
     nodes: list[str] = field(default_factory=list)
     top: str = TOP
+    # cycles without an input or output transfer before the harness calls the design hung: at
+    # least twice what the layers need for one image (FINN's per-node estimates, summed), as a
+    # slowly folded layer may hold the first output back far longer than a fixed limit
+    idle_limit: int = 200_000
 
     def to_json(self) -> dict:
         return {**asdict(self), "dir": str(self.dir)}
@@ -275,7 +279,9 @@ def write_design(model: ModelWrapper, folder: Path, monitors: bool) -> Design:
                     first.get_input_datatype(0).name, last.get_output_datatype(0).name,
                     [m["fifo"] for m in ctx["monitors"]],
                     {n.name: int(getCustomOp(n).get_nodeattr("depth")) for n in model.graph.node
-                     if n.op_type.startswith("StreamingFIFO")}, [n.name for n in model.graph.node])
+                     if n.op_type.startswith("StreamingFIFO")}, [n.name for n in model.graph.node],
+                    idle_limit=max(rtl_sim.IDLE_LIMIT, 2 * sum(int(getCustomOp(n).get_exp_cycles())
+                                                               for n in model.graph.node)))
     (folder / DESIGN_FILE).write_text(json.dumps(design.to_json(), indent=1))
     model.save(str(folder / "stitched.onnx"))
     return design
@@ -290,7 +296,7 @@ def compile_design(design: Design, defines: tuple[str, ...] = ()) -> tuple[Path,
     obj = design.dir / "obj"
     args = [*rtl_sim.VERILATOR_ARGS, *[f"+define+{d}" for d in defines], "--top-module", design.top,
             "--prefix", "Vtop", "-o", "Vtop", "-CFLAGS",
-            f"-DIDLE_LIMIT={rtl_sim.IDLE_LIMIT}" + (f" -DA2Q_N_FIFOS={len(design.monitors)}" if design.monitors else "")]
+            f"-DIDLE_LIMIT={design.idle_limit}" + (f" -DA2Q_N_FIFOS={len(design.monitors)}" if design.monitors else "")]
     key = hashlib.sha256(json.dumps([args, rtl_sim.make_overrides()]).encode())
     for name in design.sources:
         key.update(name.encode() + (design.dir / name).read_bytes())
@@ -386,15 +392,20 @@ def _where_stalled(design: Design, stdout: str) -> str:
             "every FIFO after it is empty")
 
 
+FIFO_SIZING_IMAGES = 4
+
+
 def size_fifos(model: ModelWrapper, part: str, clk_ns: float, folder: Path, codes: np.ndarray
                ) -> tuple[ModelWrapper, Design, Path, dict]:
     """FIFO depths from observed occupancy: a gauge build (FINN_SIMULATION: unbounded FIFOs
-    that count) streams the images, each FIFO gets depth max(2, its largest occupancy), and the
-    sized design is generated and compiled. Returns (sized HW graph, design, binary, record)."""
+    that count) streams the first FIFO_SIZING_IMAGES images, each FIFO gets depth max(2, its
+    largest occupancy), and the sized design is generated and compiled. Returns (sized HW graph, design, binary, record)."""
     gauge_graph = stream_infrastructure(model, part, clk_ns)
     gauge = write_design(gauge_graph, folder / "gauge", monitors=True)
     binary, gauge_compile = compile_design(gauge, (GAUGE_DEFINE,))
-    observed = simulate(gauge, binary, codes, tag="gauge")["fifo_maxcount"]
+    # a few images, as FINN's own FIFO sizing does: with the input streamed at full rate, the
+    # FIFO in front of the slowest layer would otherwise grow with the number of images
+    observed = simulate(gauge, binary, codes[:FIFO_SIZING_IMAGES], tag="gauge")["fifo_maxcount"]
     depths = {name: max(2, count) for name, count in observed.items()}
     sized_graph = stream_infrastructure(model, part, clk_ns, depths)
     design = write_design(sized_graph, folder / "design", monitors=False)
