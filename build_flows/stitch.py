@@ -75,7 +75,7 @@ class Design:
     # cycles without an input or output transfer before the harness calls the design hung: at
     # least twice what the layers need for one image (FINN's per-node estimates, summed), as a
     # slowly folded layer may hold the first output back far longer than a fixed limit
-    idle_limit: int = 200_000
+    idle_limit: int = rtl_sim.IDLE_LIMIT
 
     def to_json(self) -> dict:
         return {**asdict(self), "dir": str(self.dir)}
@@ -385,11 +385,10 @@ def _where_stalled(design: Design, stdout: str) -> str:
     holding = [f for f in design.monitors if counts.get(f)]
     if not holding:
         return ""
-    order = design.nodes
-    after = order[order.index(holding[-1]) + 1] if holding[-1] in order and order.index(holding[-1]) + 1 < len(order) \
-        else "the output"
-    return (f"; data stops at {after}: its input FIFO {holding[-1]} holds {counts[holding[-1]]} words and "
-            "every FIFO after it is empty")
+    last = holding[-1]
+    following = design.nodes[design.nodes.index(last) + 1:] if last in design.nodes else []
+    after = following[0] if following else "the output"
+    return f"; data stops at {after}: its input FIFO {last} holds {counts[last]} words and every FIFO after it is empty"
 
 
 FIFO_SIZING_IMAGES = 4
@@ -399,7 +398,8 @@ def size_fifos(model: ModelWrapper, part: str, clk_ns: float, folder: Path, code
                ) -> tuple[ModelWrapper, Design, Path, dict]:
     """FIFO depths from observed occupancy: a gauge build (FINN_SIMULATION: unbounded FIFOs
     that count) streams the first FIFO_SIZING_IMAGES images, each FIFO gets depth max(2, its
-    largest occupancy), and the sized design is generated and compiled. Returns (sized HW graph, design, binary, record)."""
+    largest occupancy), and the sized design is generated and compiled. Returns (sized HW graph,
+    design, binary, record)."""
     gauge_graph = stream_infrastructure(model, part, clk_ns)
     gauge = write_design(gauge_graph, folder / "gauge", monitors=True)
     binary, gauge_compile = compile_design(gauge, (GAUGE_DEFINE,))

@@ -252,8 +252,6 @@ class Accelerator:
         if x.dtype != np.float32:   # as the trained network takes it; no silent conversion
             raise InputError(f"input dtype {x.dtype}: the network takes float32; convert explicitly "
                              "(x.astype(np.float32))")
-        if not np.all(np.isfinite(x)):
-            raise InputError("input contains NaN or infinity")
         if self.native is not None:   # the accelerator takes the dataset's integer codes
             x = np.rint(x / self.native["scale"]).astype(np.float32)
         for op in self.pre:
